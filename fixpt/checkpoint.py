@@ -1,0 +1,87 @@
+"""``ckpt.pt``: everything needed to rebuild a trained model and its inputs, and nothing executable.
+
+Layout (a plain dict of tensors, strings, numbers, lists and dicts)::
+
+    {"format": "fixpt-checkpoint", "format_version": 1, "fixpt_version": "0.1.0",
+     "model": "pign", "config": {...}, "data": {...}, "train": {...},
+     "metrics": {...}, "state_dict": {...}}
+
+It is written atomically (temp file, then rename) and read with ``torch.load(weights_only=True)``,
+which refuses any pickled object other than tensors and primitive containers, so loading a file
+can never run code stored in it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import FixptError
+
+FORMAT = "fixpt-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED = ("model", "config", "data", "state_dict")
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, *, model: str, config: dict, data: dict, state_dict: dict,
+                    train: dict | None = None, metrics: dict | None = None) -> None:
+    from . import __version__
+
+    payload = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "fixpt_version": __version__,
+        "model": model, "config": config, "data": data, "train": train or {}, "metrics": metrics or {},
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a checkpoint; every failure is a :class:`FixptError` naming the fix."""
+    path = Path(path)
+    if not path.exists():
+        raise FixptError(f"checkpoint {path} does not exist; pass the ckpt.pt written by `fixpt train ... --out DIR`")
+    if path.is_dir():
+        hint = " (did you mean its ckpt.pt?)" if (path / "ckpt.pt").exists() else ""
+        raise FixptError(f"checkpoint {path} is a directory{hint}; pass the ckpt.pt file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FixptError(f"{path} holds objects other than tensors and plain data ({first[:120]}); "
+                         "refusing to unpickle it: use a checkpoint written by `fixpt train`") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FixptError(f"{path} is not a readable checkpoint (truncated or corrupt: {first[:120]}); "
+                         "retrain or copy the file again") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise FixptError(f"{path} is not a fixpt checkpoint (no '{FORMAT}' header); pass a ckpt.pt written by `fixpt train`")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int):
+        raise FixptError(f"{path} has no valid format_version; it is damaged, retrain it")
+    if version > FORMAT_VERSION:
+        raise FixptError(f"{path} uses checkpoint format {version}, newer than this fixpt understands "
+                         f"({FORMAT_VERSION}); upgrade fixpt (it was written by fixpt {ckpt.get('fixpt_version', '?')})")
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise FixptError(f"{path} lacks {', '.join(missing)}; it is damaged, retrain it")
+    return ckpt

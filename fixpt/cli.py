@@ -1,0 +1,294 @@
+"""The ``fixpt`` command line: parse options, call the library, render with rich.
+
+Exit codes: 0 ok, 1 the check asked for failed (e.g. not contractive), 2 bad input (one line on
+stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import json
+import time
+import typing
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import FixptError
+from .registry import get_spec, list_models
+
+out = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Neural networks as fixed-point operators: train, iterate and check contraction.")
+train_app = typer.Typer(no_args_is_help=True, help="Train a registered model (one subcommand per model).")
+app.add_typer(train_app, name="train")
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+
+
+def user_errors(fn):
+    """Turn a :class:`FixptError` into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FixptError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"fixpt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                                  help="print the version and exit")] = None) -> None:
+    """fixpt: z* = P(z*), P(z) = T(z) + f, solved by damped Picard or Anderson iteration."""
+
+
+# ---------------------------------------------------------------- train: one command per model
+
+
+def _options_of(cls: type, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """One keyword-only Typer option per dataclass field, ``--field-name`` with the field's help."""
+    hints = typing.get_type_hints(cls)
+    params = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        typ = hints[f.name]
+        help_text = f.metadata.get("help", "")
+        if "choices" in f.metadata:
+            help_text += f" [{'|'.join(map(str, f.metadata['choices']))}]"
+        flag = "--" + f.name.replace("_", "-")
+        decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if typ is bool else [flag]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=typer.Option(f.default, *decls, help=help_text),
+                                        annotation=typ))
+    return params
+
+
+def _train_progress(epochs: int, enabled: bool):
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=not enabled, transient=False)
+
+
+def _make_train_command(name: str):
+    from .tasks import get_task
+    from .train import TrainConfig
+
+    spec = get_spec(name)
+    task = get_task(spec.task)
+    groups = {"model": spec.config, "data": task.data_config, "train": TrainConfig}
+    params = _options_of(spec.config) + _options_of(task.data_config) + _options_of(TrainConfig)
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise RuntimeError(f"model {name!r}: config fields clash with data/train options")
+    params += [
+        inspect.Parameter("out_dir", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                          default=typer.Option(None, "--out", help="run folder for ckpt.pt and metrics.json [default: runs/<model>-<time>]")),
+        inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, annotation=str, default=typer.Option("auto", "--device", help="auto, cpu or cuda")),
+        inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(False, "--json", help="print the metrics as JSON on stdout")),
+    ]
+
+    @user_errors
+    def command(**kw):
+        from .train import train
+
+        cfgs = {g: {f.name: kw[f.name] for f in dataclasses.fields(cls)} for g, cls in groups.items()}
+        out_dir = kw["out_dir"] or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        epochs = cfgs["train"]["epochs"]
+        with _train_progress(epochs, enabled=not kw["as_json"]) as progress:
+            bar = progress.add_task(f"train {name}", total=epochs, stats="")
+
+            def on_epoch(epoch: int, ev: dict) -> None:
+                progress.update(bar, completed=epoch,
+                                stats=f"loss {ev['train_loss']:.3f}  val {task.metric} {ev['val_' + task.metric]:.3f}")
+
+            metrics = train(name, cfgs["model"], cfgs["data"], cfgs["train"], out=out_dir, device=kw["device"], on_epoch=on_epoch)
+        if kw["as_json"]:
+            print(json.dumps({**metrics, "out": str(out_dir)}))
+            return
+        table = Table(title=f"{name} on {cfgs['data']['dataset']}", show_header=True)
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in metrics.items():
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        out.print(table)
+        out.print(f"wrote {out_dir / 'ckpt.pt'} and {out_dir / 'metrics.json'}")
+
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = f"{spec.description}\n\nTask: {spec.task}; every option is a field of {spec.config.__name__}, the data config or the train config."
+    train_app.command(name, help=command.__doc__)(command)
+
+
+for _name in list_models():
+    _make_train_command(_name)
+
+
+# ---------------------------------------------------------------- the fixed-point view of a checkpoint
+
+
+def _load_iterative(ckpt: Path, device: str):
+    from .train import load_trained
+
+    spec, task, model, data, meta = load_trained(ckpt, device)
+    if not spec.iterative:
+        iterative = [n for n in list_models() if get_spec(n).iterative]
+        raise FixptError(f"model {spec.name!r} in {ckpt} has no fixed-point iteration; this command needs an iterative model "
+                         f"({', '.join(iterative)})")
+    return spec, task, model, data, meta
+
+
+@app.command()
+@user_errors
+def iterate(
+    ckpt: Annotated[Path, typer.Argument(help="ckpt.pt written by fixpt train")],
+    max_iter: Annotated[int, typer.Option(help="iterations to run")] = 50,
+    solver: Annotated[Optional[str], typer.Option(help="picard or anderson [default: the model's]")] = None,
+    tol: Annotated[Optional[float], typer.Option(help="relative residual tolerance [default: the model's]")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="damping [default: the model's]")] = None,
+    split: Annotated[str, typer.Option(help="split scored at each iteration")] = "test",
+    plot: Annotated[Optional[Path], typer.Option(help="write residual and score against k to this PNG")] = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Rerun a trained operator and watch it converge: residual and score at every iteration k."""
+    import torch
+
+    from .solve import solve
+
+    spec, task, model, data, meta = _load_iterative(ckpt, device)
+    opts = model.solver_options()
+    opts.update(max_iter=max_iter, grad="unroll")
+    for key, value in (("method", solver), ("tol", tol), ("alpha", alpha)):
+        if value is not None:
+            opts[key] = value
+    if split not in ("train", "val", "test"):
+        raise FixptError(f"unknown split {split!r}; use train, val or test")
+    scores = []
+    with torch.no_grad():
+        f = model.encode(data)
+        scores.append(task.score(model.decode(f, data), data, split))
+        sol = solve(lambda z: model.step(z, f, data), f,
+                    callback=lambda k, z: scores.append(task.score(model.decode(z, data), data, split)), **opts)
+    rows = [{"k": 0, "residual": None, "abs_residual": None, task.metric: scores[0]}]
+    for k in range(1, sol.n_iter + 1):
+        rows.append({"k": k, "residual": float(sol.rel_trace[k - 1].max()), "abs_residual": float(sol.abs_trace[k - 1].max()),
+                     task.metric: scores[k] if k < len(scores) else None})
+    result = {"model": spec.name, "solver": opts["method"], "alpha": opts["alpha"], "tol": opts["tol"], "split": split,
+              "iterations": rows, "converged_at": sol.n_iter if sol.converged else None, "n_evals": sol.n_evals,
+              "diverged": sol.diverged}
+    if plot is not None:
+        from .plots import plot_iterations
+
+        plot_iterations(rows, task.metric, result["converged_at"], plot, title=f"{spec.name} ({opts['method']}, alpha={opts['alpha']})")
+    if as_json:
+        print(json.dumps(result))
+    else:
+        table = Table(title=f"{spec.name}: {opts['method']} iteration, alpha={opts['alpha']}, tol={opts['tol']}")
+        for col in ("k", "residual (rel)", "residual (abs)", f"{split} {task.metric}"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(str(r["k"]), "-" if r["residual"] is None else f"{r['residual']:.3e}",
+                          "-" if r["abs_residual"] is None else f"{r['abs_residual']:.3e}",
+                          "-" if r[task.metric] is None else f"{r[task.metric]:.4f}")
+        out.print(table)
+        if sol.diverged:
+            out.print(f"[red]diverged[/]: non-finite values at iteration {sol.n_iter}")
+        elif sol.converged:
+            out.print(f"converged at k = {sol.n_iter} (relative residual <= {opts['tol']}), {sol.n_evals} operator evaluations")
+        else:
+            out.print(f"not converged within {sol.n_iter} iterations (last relative residual {rows[-1]['residual']:.3e})")
+        if plot is not None:
+            out.print(f"wrote {plot}")
+    if sol.diverged:
+        raise typer.Exit(1)
+
+
+@app.command("check-contraction")
+@user_errors
+def check_contraction(
+    ckpt: Annotated[Path, typer.Argument(help="ckpt.pt written by fixpt train")],
+    samples: Annotated[int, typer.Option(help="points along the solver's trajectory where ||J|| is measured")] = 8,
+    threshold: Annotated[float, typer.Option(help="contractive means below this")] = 1.0,
+    iters: Annotated[int, typer.Option(help="power-iteration steps per point")] = 100,
+    require_certificate: Annotated[bool, typer.Option(help="exit 1 unless a certified bound is below the threshold")] = False,
+    seed: Annotated[int, typer.Option(help="seed of the random start vectors and pairs")] = 0,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Is the trained operator a contraction? Local ||J_P||_2, spectral radius, pair ratios and a certified bound."""
+    import torch
+
+    from .contraction import a_posteriori_bound, a_priori_bound, contraction, damped_factor
+    from .solve import solve
+
+    if samples < 1:
+        raise FixptError("--samples must be >= 1")
+    spec, task, model, data, meta = _load_iterative(ckpt, device)
+    opts = model.solver_options()
+    with torch.no_grad():
+        f = model.encode(data)
+        P = lambda z: model.step(z, f, data)  # noqa: E731
+        iterates = [f]
+        sol = solve(P, f, callback=lambda k, z: iterates.append(z), **{**opts, "grad": "unroll"})
+    picks = torch.linspace(0, len(iterates) - 1, min(samples, len(iterates))).round().long().unique()
+    points = [iterates[i] for i in picks.tolist()]
+    report = contraction(P, points, batched=opts["batched"], certified=model.certified_lipschitz(data),
+                         threshold=threshold, alpha=opts["alpha"], iters=iters, seed=seed)
+    k = report.certified_bound if report.certified_bound is not None else max(report.local_norms)
+    kG = damped_factor(k, opts["alpha"])
+    if sol.n_iter:
+        report.bounds = {"factor": kG, "factor_basis": "certified" if report.certified_bound is not None else "local estimate (not proven)",
+                         "n_iter": sol.n_iter, "a_priori": a_priori_bound(kG, sol.n_iter, float(sol.abs_trace[0].max())),
+                         "a_posteriori": a_posteriori_bound(kG, float(sol.abs_trace[-1].max()))}
+    result = report.as_dict()
+    if as_json:
+        print(json.dumps({"model": spec.name, **result}))
+    else:
+        ln = result["local_norm"]
+        table = Table(title=f"{spec.name}: contraction of P(z) = T(z) + f  (damping alpha = {opts['alpha']})")
+        table.add_column("quantity")
+        table.add_column("value", justify="right")
+        table.add_column("meaning")
+        table.add_row("local ||J_P||_2", f"{ln['min']:.4f} / {ln['median']:.4f} / {ln['max']:.4f}", f"min / median / max over {len(points)} points on the trajectory")
+        table.add_row("spectral radius", f"{report.spectral_radius:.4f}", "rho(J_P(z*)) at the last iterate")
+        table.add_row("empirical ratio", f"{report.empirical_ratio:.4f}", "max ||P(x)-P(y)||/||x-y|| over sampled pairs (lower bound)")
+        table.add_row("certified bound", "none" if report.certified_bound is None else f"{report.certified_bound:.4f}", report.certified_reason)
+        if report.bounds:
+            b = report.bounds
+            table.add_row("damped factor", f"{kG:.4f}", f"alpha + (1-alpha) k, k from the {b['factor_basis']}")
+            table.add_row("Banach a priori", f"{b['a_priori']:.3e}", f"||z_n - z*|| bound (eq. 4), n = {b['n_iter']}")
+            table.add_row("Banach a posteriori", f"{b['a_posteriori']:.3e}", "||z_n - z*|| bound (eq. 5)")
+        out.print(table)
+        colour = {"certified": "green", "empirical": "yellow", "not contractive": "red"}[report.verdict]
+        out.print(f"verdict: [{colour}]{report.verdict}[/] (threshold {threshold})")
+    ok = report.verdict == "certified" if require_certificate else report.contractive
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

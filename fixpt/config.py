@@ -1,0 +1,66 @@
+"""Typed configs: dataclasses built from plain dicts, with unknown keys and bad choices rejected.
+
+A field may declare its valid values with ``field(metadata={"choices": (...)})`` and a help text
+with ``metadata={"help": ...}``; the CLI turns every field into an option of the same name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, TypeVar
+
+from .errors import FixptError
+
+C = TypeVar("C")
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _coerce(name: str, value: Any, typ: Any) -> Any:
+    typ = typ if isinstance(typ, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(str(typ), None)
+    if typ is None or value is None:
+        return value
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return typ(value)
+    except (TypeError, ValueError):
+        raise FixptError(f"config key {name!r} expects {typ.__name__}, got {value!r}") from None
+
+
+def from_dict(cls: type[C], values: dict[str, Any], *, what: str = "config") -> C:
+    """Build ``cls(**values)``; an unknown key is an error naming it and listing the valid keys."""
+    valid = field_names(cls)
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        hints = [m for k in unknown for m in difflib.get_close_matches(k, valid, n=1)]
+        hint = f" (did you mean {', '.join(repr(h) for h in hints)}?)" if hints else ""
+        raise FixptError(f"unknown {what} key {', '.join(repr(k) for k in unknown)}{hint}; valid keys: {', '.join(valid)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            v = _coerce(f.name, values[f.name], f.type)
+            choices = f.metadata.get("choices")
+            if choices is not None and v not in choices:
+                raise FixptError(f"{what} key {f.name!r} must be one of {', '.join(map(str, choices))}; got {v!r}")
+            kwargs[f.name] = v
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        check()
+    return obj
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)

@@ -1,0 +1,44 @@
+"""The fixed-point model interface shared by every iterative model."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..errors import DivergenceError
+from ..solve import Solution, solve
+
+
+class IterativeModel(nn.Module):
+    r"""A model :math:`x \mapsto \mathrm{decode}(z^*)` with :math:`z^* = P(z^*) = T(z^*) + f`,
+    :math:`f = \mathrm{encode}(x)`, solved from :math:`z_0 = f` by :func:`fixpt.solve`.
+
+    Subclasses define ``encode``, ``step`` and ``decode``, and ``solver_options`` returning the
+    keyword arguments of :func:`fixpt.solve` (method, alpha, tol, max_iter, grad, batched).
+    """
+
+    last_solution: Solution | None = None
+
+    def encode(self, batch) -> Tensor:
+        raise NotImplementedError
+
+    def step(self, z: Tensor, f: Tensor, batch) -> Tensor:
+        raise NotImplementedError
+
+    def decode(self, z: Tensor, batch) -> Tensor:
+        raise NotImplementedError
+
+    def solver_options(self) -> dict:
+        raise NotImplementedError
+
+    def certified_lipschitz(self, batch) -> tuple[float | None, str]:
+        """A proven upper bound on Lip(T) over the whole space, or (None, why not)."""
+        return None, f"{type(self).__name__} has no certified bound"
+
+    def forward(self, batch) -> Tensor:
+        f = self.encode(batch)
+        sol = solve(lambda z: self.step(z, f, batch), f, **self.solver_options())
+        self.last_solution = sol
+        if sol.diverged:
+            raise DivergenceError(f"the fixed-point solve produced non-finite values at iteration {sol.n_iter}; "
+                                  "raise alpha, lower the learning rate or use --contractive")
+        return self.decode(sol.z, batch)

@@ -1,0 +1,135 @@
+"""The one training loop: seeds, device, full-batch Adam, model selection on validation only,
+atomic checkpoint and metrics."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from .config import from_dict, to_dict
+from .errors import DivergenceError, FixptError
+from .registry import get_spec
+from .tasks import get_task, resolve_device
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = field(default=200, metadata={"help": "training epochs (full batch)"})
+    lr: float = field(default=0.01, metadata={"help": "Adam learning rate"})
+    weight_decay: float = field(default=5e-4, metadata={"help": "Adam weight decay"})
+    patience: int = field(default=100, metadata={"help": "stop after this many epochs without a better validation score"})
+    seed: int = field(default=0, metadata={"help": "seed of the model's initialisation and dropout"})
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise FixptError(f"epochs={self.epochs} must be >= 1")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def build(name: str, model_cfg: dict, data_cfg: dict, device: torch.device):
+    """Resolve configs, load the data and build the model: (spec, task, model, data, cfgs)."""
+    spec = get_spec(name)
+    task = get_task(spec.task)
+    mcfg = from_dict(spec.config, model_cfg, what=f"{name} config")
+    dcfg = from_dict(task.data_config, data_cfg, what="data config")
+    data = task.load(dcfg)
+    in_dim, out_dim = task.dims(data)
+    model = spec.cls(mcfg, in_dim, out_dim)
+    return spec, task, model.to(device), data.to(device), mcfg, dcfg
+
+
+def evaluate(model, task, data) -> dict:
+    model.eval()
+    with torch.no_grad():
+        out = model(data)
+        return {"val_loss": float(task.loss(out, data, "val")),
+                **{f"{s}_{task.metric}": task.score(out, data, s) for s in ("train", "val", "test")}}
+
+
+def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: str | Path | None = None,
+          device: str = "auto", on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+    """Train ``name``; write ``out/ckpt.pt`` and ``out/metrics.json`` (atomically) and return the metrics.
+
+    The reported test score is the one at the epoch of best validation score (ties: lower
+    validation loss); the test split is never used to choose anything.
+    """
+    dev = resolve_device(device)
+    tcfg = from_dict(TrainConfig, train_cfg, what="train config")
+    seed_everything(tcfg.seed)
+    spec, task, model, data, mcfg, dcfg = build(name, model_cfg, data_cfg, dev)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+
+    best = {"key": (-math.inf, -math.inf)}
+    start, since_best = time.perf_counter(), 0
+    for epoch in range(1, tcfg.epochs + 1):
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = task.loss(model(data), data, "train")
+        if not torch.isfinite(loss):
+            raise DivergenceError(f"training loss became {float(loss)} at epoch {epoch}; lower --lr, raise --alpha or use --contractive")
+        loss.backward()
+        opt.step()
+        ev = evaluate(model, task, data)
+        ev["train_loss"] = loss.item()
+        key = (ev[f"val_{task.metric}"], -ev["val_loss"])
+        if key > best["key"]:
+            best = {"key": key, "epoch": epoch, "state": copy.deepcopy(model.state_dict()), **ev}
+            since_best = 0
+        else:
+            since_best += 1
+        if on_epoch is not None:
+            on_epoch(epoch, ev)
+        if since_best >= tcfg.patience:
+            break
+
+    model.load_state_dict(best["state"])
+    evaluate(model, task, data)  # leaves the final (eval-mode) solve in model.last_solution
+    metrics = {
+        "model": name,
+        f"val_{task.metric}": best[f"val_{task.metric}"],
+        f"test_{task.metric}": best[f"test_{task.metric}"],
+        f"train_{task.metric}": best[f"train_{task.metric}"],
+        "val_loss": best["val_loss"],
+        "best_epoch": best["epoch"],
+        "epochs_run": epoch,
+        "seconds": time.perf_counter() - start,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "device": str(dev),
+    }
+    solution = getattr(model, "last_solution", None)
+    if solution is not None:
+        metrics.update(n_iter=solution.n_iter, converged=solution.converged,
+                       final_residual=float(solution.residual.max()) if solution.n_iter else None)
+    if out is not None:
+        out = Path(out)
+        save_checkpoint(out / "ckpt.pt", model=name, config=to_dict(mcfg), data=to_dict(dcfg),
+                        state_dict=best["state"], train=to_dict(tcfg), metrics=metrics)
+        atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
+    return metrics
+
+
+def load_trained(path: str | Path, device: str = "auto"):
+    """Rebuild a trained model and its exact inputs from a checkpoint: (spec, task, model, data, ckpt)."""
+    ckpt = load_checkpoint(path)
+    dev = resolve_device(device)
+    spec, task, model, data, _, _ = build(ckpt["model"], ckpt["config"], ckpt["data"], dev)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise FixptError(f"{path}: the stored weights do not fit the '{ckpt['model']}' model of its config "
+                         f"({str(e).splitlines()[0][:100]}); the checkpoint is damaged or from another version") from None
+    model.eval()
+    return spec, task, model, data, ckpt
