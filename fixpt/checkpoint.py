@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FixptError(f"{path} holds objects other than tensors and plain data ({first[:120]}); "
-                         "refusing to unpickle it: use a checkpoint written by `fixpt train`") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(e))
+        if found:
+            raise FixptError(f"{path} asks to load the Python object {found.group(1)}; refusing to unpickle anything "
+                             "but tensors and plain data: use a checkpoint written by `fixpt train`") from None
+        raise FixptError(f"{path} is not a readable checkpoint (truncated or corrupt: not a torch archive); "
+                         "retrain or copy the file again") from None
+    except Exception as e:  # a damaged archive fails in many ways (EOF, bad zip, KeyError in the memo...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FixptError(f"{path} is not a readable checkpoint (truncated or corrupt: {first[:120]}); "
                          "retrain or copy the file again") from None

@@ -114,7 +114,8 @@ def _make_train_command(name: str):
         cfgs = {g: {f.name: kw[f.name] for f in dataclasses.fields(cls)} for g, cls in groups.items()}
         out_dir = kw["out_dir"] or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         epochs = cfgs["train"]["epochs"]
-        with _train_progress(epochs, enabled=not kw["as_json"]) as progress:
+        # the bar is for people at a terminal; scripts (and --json) get clean stderr
+        with _train_progress(epochs, enabled=err.is_terminal and not kw["as_json"]) as progress:
             bar = progress.add_task(f"train {name}", total=epochs, stats="")
 
             def on_epoch(epoch: int, ev: dict) -> None:

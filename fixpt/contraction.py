@@ -71,10 +71,11 @@ def lipschitz(P: Operator, z: Tensor, *, iters: int = 100, tol: float = 1e-6, ba
     for _ in range(max(iters, 1)):
         # 1. u = J v (forward mode), sigma = ||J v|| for the unit v
         _, u = jvp(P, (z,), (v,))
+        u = u.detach()  # no graph back to the parameters
         new_sigma = torch.linalg.vector_norm(_flat(u, batched), dim=1)
         # 2. w = J^T u = J^T J v (reverse mode), the next direction
         (w,) = vjp_fn(u)
-        v, _ = _normalise(w, batched)
+        v, _ = _normalise(w.detach(), batched)
         done = bool(((new_sigma - sigma).abs() <= tol * new_sigma.clamp_min(1e-30)).all())
         sigma = new_sigma
         if done:
@@ -99,7 +100,7 @@ def spectral_radius(P: Operator, z: Tensor, *, krylov_dim: int = 40, generator: 
     H = torch.zeros(m + 1, m, dtype=torch.float64)
     for j in range(m):
         _, w = jvp(P, (z,), (V[j].reshape(z.shape).to(z.dtype),))
-        w = w.reshape(-1).to(torch.float64)
+        w = w.detach().reshape(-1).to(torch.float64)
         for i in range(j + 1):  # modified Gram-Schmidt, twice for stability
             h = torch.dot(V[i], w)
             w = w - h * V[i]

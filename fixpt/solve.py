@@ -96,7 +96,7 @@ class Solution:
 def _sample_norms(x: Tensor, batched: bool) -> Tensor:
     """Euclidean norm per sample: over all dims but the first when batched, else one norm."""
     flat = x.reshape(x.shape[0], -1) if batched else x.reshape(1, -1)
-    return torch.linalg.vector_norm(flat.float(), dim=1)
+    return torch.linalg.vector_norm(flat, dim=1, dtype=torch.promote_types(flat.dtype, torch.float32))
 
 
 def _check(method: str, grad: str, stop_mode: str, alpha: float, max_iter: int) -> None:
@@ -158,7 +158,11 @@ def _anderson(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tr
               window: int, lam: float, batched: bool) -> tuple[Tensor, int, bool, bool]:
     shape = z0.shape
     B = shape[0] if batched else 1
-    G = lambda x: (alpha * x + (1.0 - alpha) * P(x.reshape(shape))).reshape(B, -1) if alpha > 0 else P(x.reshape(shape)).reshape(B, -1)
+
+    def G(x: Tensor) -> Tensor:  # the damped map on flattened samples, (B, n) -> (B, n)
+        Px = P(x.reshape(shape)).reshape(B, -1)
+        return alpha * x + (1.0 - alpha) * Px if alpha > 0 else Px
+
     X: list[Tensor] = []  # iterates x_i, each (B, n)
     F: list[Tensor] = []  # images G(x_i), each (B, n)
     x = z0.reshape(B, -1)

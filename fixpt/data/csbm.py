@@ -8,7 +8,8 @@ scaled so that the distance between two means is ``signal`` noise standard devia
 
 Edges: ``degree * N / 2`` undirected edges, a fraction ``homophily`` of them between two nodes of
 the same class and the rest between different classes. Split: 20 training nodes per class,
-500 validation nodes, the rest test (the Planetoid convention).
+500 validation nodes (at most half of the rest on small graphs), the rest test (the Planetoid
+convention).
 """
 
 from __future__ import annotations
@@ -48,6 +49,6 @@ def make_csbm(cfg) -> Data:
         train_mask[perm[y[perm] == k][:20]] = True
     rest = perm[~train_mask[perm]]
     val_mask = torch.zeros(n, dtype=torch.bool)
-    val_mask[rest[:500]] = True
+    val_mask[rest[: min(500, len(rest) // 2)]] = True
     test_mask = ~(train_mask | val_mask)
     return Data(x=x, edge_index=edge_index, y=y, train_mask=train_mask, val_mask=val_mask, test_mask=test_mask)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from ..errors import DivergenceError
 from ..solve import Solution, solve
@@ -36,9 +37,20 @@ class IterativeModel(nn.Module):
 
     def forward(self, batch) -> Tensor:
         f = self.encode(batch)
-        sol = solve(lambda z: self.step(z, f, batch), f, **self.solver_options())
+        with parametrize.cached():  # spectrally normalised weights: computed once per solve, not per step
+            _fill_parametrization_cache(self)
+            sol = solve(lambda z: self.step(z, f, batch), f, **self.solver_options())
         self.last_solution = sol
         if sol.diverged:
             raise DivergenceError(f"the fixed-point solve produced non-finite values at iteration {sol.n_iter}; "
                                   "raise alpha, lower the learning rate or use --contractive")
         return self.decode(sol.z, batch)
+
+
+def _fill_parametrization_cache(module: nn.Module) -> None:
+    """Compute every parametrised weight now, with autograd on, so the cache keeps its graph even
+    when the solver later runs under ``no_grad`` (``last`` and ``implicit`` modes)."""
+    for m in module.modules():
+        if parametrize.is_parametrized(m):
+            for name in m.parametrizations:
+                getattr(m, name)

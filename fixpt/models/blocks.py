@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch_geometric.nn import GATConv, GCNConv, SAGEConv
+from torch_geometric.nn import GATConv, GCNConv, MessagePassing, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import degree
 
@@ -43,16 +43,21 @@ class ScaledSpectralNorm(nn.Module):
         return self.gamma * V / torch.linalg.matrix_norm(V, ord=2).clamp_min(1e-12)
 
 
-class SymSAGEConv(SAGEConv):
-    r"""GraphSAGE with the symmetric normalised propagation
-    :math:`z_i' = W_r z_i + W_l \sum_{j \in N(i)} z_j / \sqrt{d_i d_j}` (norm at most 1)."""
+class SymSAGEConv(MessagePassing):
+    r"""GraphSAGE with the symmetric normalised propagation (norm at most 1):
+
+    .. math::
+        z_i' = W_r z_i + W_l \sum_{j \in N(i)} \frac{z_j}{\sqrt{d_i d_j}} + b
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(in_channels, out_channels, aggr="add")
+        super().__init__(aggr="add")
+        self.lin_l = nn.Linear(in_channels, out_channels, bias=True)
+        self.lin_r = nn.Linear(in_channels, out_channels, bias=False)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         edge_index, weight = gcn_norm(edge_index, None, x.size(0), add_self_loops=False)
-        out = self.propagate(edge_index, x=(x, x), weight=weight)
+        out = self.propagate(edge_index, x=x, weight=weight)
         return self.lin_l(out) + self.lin_r(x)
 
     def message(self, x_j: Tensor, weight: Tensor) -> Tensor:
@@ -71,7 +76,8 @@ def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = F
         return GATConv(dim, dim // heads, heads=heads)
     if backbone == "gcn":
         conv = GCNConv(dim, dim)
-        if contractive:
+        if contractive:  # a plain nn.Linear: PyG's Linear would also save the derived weight
+            conv.lin = nn.Linear(dim, dim, bias=False)
             parametrize.register_parametrization(conv.lin, "weight", ScaledSpectralNorm(gamma))
         return conv
     if contractive:  # sage: ||W_r|| + ||W_l|| <= gamma with the norm-1 symmetric propagation
