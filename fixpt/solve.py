@@ -120,20 +120,22 @@ class _Tracker:
     def update(self, z: Tensor, gz: Tensor) -> tuple[bool, bool]:
         """Record ``||G(z) - z||``; return (finite, converged)."""
         with torch.no_grad():
-            if not torch.isfinite(gz).all():
-                return False, False
             abs_r = _sample_norms(gz - z, self.batched)
-            rel_r = abs_r / _sample_norms(gz, self.batched).clamp_min(1e-12)
-            self.abs.append(abs_r.cpu())
-            self.rel.append(rel_r.cpu())
-            crit = rel_r if self.stop_mode == "rel" else abs_r
-            return True, bool((crit <= self.tol).all())
+            size = _sample_norms(gz, self.batched)
+            # ||gz|| is finite iff every entry of gz is: no separate pass over the iterate
+            crit = abs_r / size.clamp_min(1e-12) if self.stop_mode == "rel" else abs_r
+            finite, converged = torch.stack([torch.isfinite(size).all(), (crit <= self.tol).all()]).tolist()  # one sync
+            if not finite:
+                return False, False
+            self.abs.append(abs_r)
+            self.rel.append(abs_r / size.clamp_min(1e-12))
+            return True, converged
 
     def traces(self, batch: int) -> tuple[Tensor, Tensor]:
         if not self.abs:
             empty = torch.zeros(0, batch)
             return empty, empty.clone()
-        return torch.stack(self.abs), torch.stack(self.rel)
+        return torch.stack(self.abs).cpu(), torch.stack(self.rel).cpu()
 
 
 def _picard(P: Operator, z: Tensor, alpha: float, max_iter: int, tracker: _Tracker, callback: Callback | None) -> tuple[Tensor, int, bool, bool]:

@@ -64,7 +64,8 @@ class SymSAGEConv(MessagePassing):
         return weight.view(-1, 1) * x_j
 
 
-def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = False, gamma: float = 0.9) -> nn.Module:
+def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = False, gamma: float = 0.9,
+               attn_dropout: float = 0.0) -> nn.Module:
     """A square ``dim -> dim`` conv; ``contractive`` normalises its weights so that Lip(conv) <= gamma."""
     if backbone not in BACKBONES:
         raise FixptError(f"unknown backbone {backbone!r}; valid: {', '.join(BACKBONES)}")
@@ -73,7 +74,7 @@ def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = F
             raise FixptError("--contractive needs backbone gcn or sage: GAT's attention has no global Lipschitz bound")
         if dim % heads:
             raise FixptError(f"hidden={dim} must be divisible by heads={heads} for the GAT block")
-        return GATConv(dim, dim // heads, heads=heads)
+        return GATConv(dim, dim // heads, heads=heads, dropout=attn_dropout)
     if backbone == "gcn":
         conv = GCNConv(dim, dim)
         if contractive:  # a plain nn.Linear: PyG's Linear would also save the derived weight

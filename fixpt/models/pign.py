@@ -10,7 +10,10 @@ One GNN block (GCN, GAT or GraphSAGE from torch-geometric) is iterated with shar
 With ``contractive`` the block's weights are spectrally normalised so that
 :math:`\mathrm{Lip}(T) \le \gamma < 1` (see :mod:`fixpt.models.blocks`), which Banach's theorem
 turns into a unique fixed point and a certificate from ``fixpt check-contraction``.
-Dropout acts on the encoder input and the decoder input only, so :math:`P` is deterministic.
+Dropout acts on the encoder input and the decoder input, so :math:`P` is deterministic; the one
+exception is ``attn_dropout`` (GAT's attention dropout), which makes :math:`P` random *in training*
+and so belongs with ``grad="unroll"`` (each iteration then sees its own mask, as stacked GAT layers
+would). Evaluation is always deterministic.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class PIGNConfig:
     solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
     dropout: float = field(default=0.5, metadata={"help": "dropout on encoder and decoder inputs"})
+    attn_dropout: float = field(default=0.0, metadata={"help": "gat: dropout on attention coefficients inside the block (training only)"})
     contractive: bool = field(default=False, metadata={"help": "spectral-normalise the block to Lip <= gamma"})
     gamma: float = field(default=0.9, metadata={"help": "contraction factor with --contractive"})
 
@@ -56,7 +60,8 @@ class PIGN(IterativeModel):
         super().__init__()
         self.cfg = cfg
         self.encoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden), nn.ReLU())
-        self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, contractive=cfg.contractive, gamma=cfg.gamma)
+        self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, contractive=cfg.contractive, gamma=cfg.gamma,
+                                attn_dropout=cfg.attn_dropout)
         self.decoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
 
     def encode(self, data) -> Tensor:

@@ -1,0 +1,45 @@
+"""CUDA-only checks (skipped cleanly without a GPU), and the error when CUDA is asked for but absent."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import fixpt
+from fixpt.cli import app
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+runner = CliRunner()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_one_is_a_one_line_error(tmp_path):
+    res = runner.invoke(app, ["train", "pign", "--epochs", "1", "--device", "cuda", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "no CUDA device" in res.stderr and not (tmp_path / "ckpt.pt").exists()
+
+
+@cuda
+def test_solver_on_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(64, 64, generator=g)
+    A = 0.9 * A / torch.linalg.matrix_norm(A, ord=2)
+    b = torch.randn(8, 64, generator=g)
+    for method in ("picard", "anderson"):
+        cpu = fixpt.solve(lambda z: torch.tanh(z @ A.T) + b, torch.zeros_like(b), method=method, tol=1e-6)
+        Ag, bg = A.cuda(), b.cuda()
+        gpu = fixpt.solve(lambda z: torch.tanh(z @ Ag.T) + bg, torch.zeros_like(bg), method=method, tol=1e-6)
+        assert gpu.z.is_cuda and gpu.n_iter == cpu.n_iter
+        assert torch.allclose(gpu.z.cpu(), cpu.z, atol=1e-5)
+
+
+@cuda
+def test_train_iterate_check_on_cuda(tmp_path):
+    args = ["--csbm-nodes", "300", "--hidden", "32", "--contractive", "--epochs", "20", "--out", str(tmp_path), "--device", "cuda"]
+    res = runner.invoke(app, ["train", "pign", *args, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["device"].startswith("cuda")
+    res = runner.invoke(app, ["iterate", str(tmp_path / "ckpt.pt"), "--device", "cuda", "--json"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["check-contraction", str(tmp_path / "ckpt.pt"), "--device", "cuda", "--json", "--require-certificate"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["verdict"] == "certified", res.output
