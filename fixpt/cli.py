@@ -22,6 +22,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import FixptError
+from .models.base import cached_weights
 from .registry import get_spec, list_models
 
 out = Console()
@@ -185,7 +186,7 @@ def iterate(
     if split not in ("train", "val", "test"):
         raise FixptError(f"unknown split {split!r}; use train, val or test")
     scores = []
-    with torch.no_grad():
+    with torch.no_grad(), cached_weights(model):
         f = model.encode(data)
         scores.append(task.score(model.decode(f, data), data, split))
         sol = solve(lambda z: model.step(z, f, data), f,
@@ -200,7 +201,8 @@ def iterate(
     if plot is not None:
         from .plots import plot_iterations
 
-        plot_iterations(rows, task.metric, result["converged_at"], plot, title=f"{spec.name} ({opts['method']}, alpha={opts['alpha']})")
+        plot_iterations(rows, task.metric, result["converged_at"], plot, label=f"{split} {task.metric}",
+                        title=f"{spec.name} ({opts['method']}, alpha={opts['alpha']})")
     if as_json:
         print(json.dumps(result))
     else:
@@ -246,15 +248,16 @@ def check_contraction(
         raise FixptError("--samples must be >= 1")
     spec, task, model, data, meta = _load_iterative(ckpt, device)
     opts = model.solver_options()
-    with torch.no_grad():
-        f = model.encode(data)
-        P = lambda z: model.step(z, f, data)  # noqa: E731
-        iterates = [f]
-        sol = solve(P, f, callback=lambda k, z: iterates.append(z), **{**opts, "grad": "unroll"})
-    picks = torch.linspace(0, len(iterates) - 1, min(samples, len(iterates))).round().long().unique()
-    points = [iterates[i] for i in picks.tolist()]
-    report = contraction(P, points, batched=opts["batched"], certified=model.certified_lipschitz(data),
-                         threshold=threshold, alpha=opts["alpha"], iters=iters, seed=seed)
+    with cached_weights(model):
+        with torch.no_grad():
+            f = model.encode(data)
+            P = lambda z: model.step(z, f, data)  # noqa: E731
+            iterates = [f]
+            sol = solve(P, f, callback=lambda k, z: iterates.append(z), **{**opts, "grad": "unroll"})
+        picks = torch.linspace(0, len(iterates) - 1, min(samples, len(iterates))).round().long().unique()
+        points = [iterates[i] for i in picks.tolist()]
+        report = contraction(P, points, batched=opts["batched"], certified=model.certified_lipschitz(data),
+                             threshold=threshold, alpha=opts["alpha"], iters=iters, seed=seed)
     k = report.certified_bound if report.certified_bound is not None else max(report.local_norms)
     kG = damped_factor(k, opts["alpha"])
     if sol.n_iter:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def plot_iterations(rows: list[dict], metric: str, converged_at: int | None, path: str | Path, title: str = "") -> None:
+def plot_iterations(rows: list[dict], metric: str, converged_at: int | None, path: str | Path, title: str = "",
+                    label: str | None = None) -> None:
     """Residual (log scale) and score against the iteration k, side by side (paper, Fig. 1B)."""
     import matplotlib
 
@@ -20,7 +21,7 @@ def plot_iterations(rows: list[dict], metric: str, converged_at: int | None, pat
     ax_r.semilogy(ks, res, marker="o", ms=3)
     ax_r.set(xlabel="iteration k", ylabel=r"$\|z_{k}-z_{k-1}\| / \|z_k\|$", title="relative residual")
     ax_s.plot([r["k"] for r in rows], [r[metric] for r in rows], marker="o", ms=3, color="tab:green")
-    ax_s.set(xlabel="iteration k", ylabel=metric, title=metric)
+    ax_s.set(xlabel="iteration k", ylabel=label or metric, title=label or metric)
     for ax in (ax_r, ax_s):
         ax.grid(alpha=0.3)
         if converged_at is not None:

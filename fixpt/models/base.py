@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -37,8 +40,7 @@ class IterativeModel(nn.Module):
 
     def forward(self, batch) -> Tensor:
         f = self.encode(batch)
-        with parametrize.cached():  # spectrally normalised weights: computed once per solve, not per step
-            _fill_parametrization_cache(self)
+        with cached_weights(self):  # spectrally normalised weights: computed once per solve, not per step
             sol = solve(lambda z: self.step(z, f, batch), f, **self.solver_options())
         self.last_solution = sol
         if sol.diverged:
@@ -47,10 +49,15 @@ class IterativeModel(nn.Module):
         return self.decode(sol.z, batch)
 
 
-def _fill_parametrization_cache(module: nn.Module) -> None:
-    """Compute every parametrised weight now, with autograd on, so the cache keeps its graph even
-    when the solver later runs under ``no_grad`` (``last`` and ``implicit`` modes)."""
-    for m in module.modules():
-        if parametrize.is_parametrized(m):
-            for name in m.parametrizations:
-                getattr(m, name)
+@contextlib.contextmanager
+def cached_weights(module: nn.Module):
+    """Inside, every parametrised weight (e.g. spectral normalisation) is computed once, not at
+    every operator evaluation. The cache is filled here with autograd on, so it keeps its graph
+    even when the solver then runs under ``no_grad`` (``last`` and ``implicit`` modes)."""
+    with parametrize.cached():
+        with torch.enable_grad():
+            for m in module.modules():
+                if parametrize.is_parametrized(m):
+                    for name in m.parametrizations:
+                        getattr(m, name)
+        yield

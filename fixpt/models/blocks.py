@@ -97,7 +97,7 @@ def mean_aggregation_norm_bound(edge_index: Tensor, num_nodes: int) -> float:
     r""":math:`\sqrt{\|M\|_1 \|M\|_\infty}` for :math:`M = D^{-1} A` (messages flow source -> target)."""
     src, dst = edge_index
     deg = degree(dst, num_nodes).clamp_min(1)
-    col_sums = torch.zeros(num_nodes, dtype=torch.float64).index_add_(0, src, (1.0 / deg[dst]).double())
+    col_sums = torch.zeros(num_nodes, dtype=torch.float64, device=edge_index.device).index_add_(0, src, (1.0 / deg[dst]).double())
     row_max = 1.0 if edge_index.numel() else 0.0
     return float(torch.sqrt(col_sums.max() * row_max)) * ROUNDING if edge_index.numel() else 0.0
 

@@ -41,13 +41,16 @@ class PIGNConfig:
     solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
     dropout: float = field(default=0.5, metadata={"help": "dropout on encoder and decoder inputs"})
-    attn_dropout: float = field(default=0.0, metadata={"help": "gat: dropout on attention coefficients inside the block (training only)"})
+    attn_dropout: float = field(default=0.6, metadata={"help": "gat only: dropout on attention coefficients inside the block (training only)"})
     contractive: bool = field(default=False, metadata={"help": "spectral-normalise the block to Lip <= gamma"})
     gamma: float = field(default=0.9, metadata={"help": "contraction factor with --contractive"})
 
     def validate(self) -> None:
         if self.contractive and not 0 < self.gamma < 1:
             raise FixptError(f"gamma={self.gamma} must lie in (0, 1) for a contraction")
+        if self.backbone == "gat" and self.attn_dropout > 0 and self.grad != "unroll":
+            raise FixptError(f"grad={self.grad!r} needs a deterministic operator: add --attn-dropout 0 (attention dropout "
+                             "draws a new operator every step, which has no fixed point)")
         if self.max_iter < 1 or self.hidden < 1:
             raise FixptError("max_iter and hidden must be >= 1")
 
