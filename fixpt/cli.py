@@ -12,6 +12,7 @@ import inspect
 import json
 import time
 import typing
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,10 +21,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import __version__
-from .errors import FixptError
-from .models.base import cached_weights
-from .registry import get_spec, list_models
+# PyG still calls torch.jit.script at import; the deprecation notice means nothing to our users
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
+
+from . import __version__  # noqa: E402
+from .errors import FixptError  # noqa: E402
+from .models.base import cached_weights  # noqa: E402
+from .registry import get_spec, list_models  # noqa: E402
 
 out = Console()
 err = Console(stderr=True)
@@ -66,13 +70,11 @@ def main_options(version: Annotated[Optional[bool], typer.Option("--version", ca
 # ---------------------------------------------------------------- train: one command per model
 
 
-def _options_of(cls: type, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+def _options_of(cls: type) -> list[inspect.Parameter]:
     """One keyword-only Typer option per dataclass field, ``--field-name`` with the field's help."""
     hints = typing.get_type_hints(cls)
     params = []
     for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
         typ = hints[f.name]
         help_text = f.metadata.get("help", "")
         if "choices" in f.metadata:
@@ -85,7 +87,7 @@ def _options_of(cls: type, skip: tuple[str, ...] = ()) -> list[inspect.Parameter
     return params
 
 
-def _train_progress(epochs: int, enabled: bool):
+def _train_progress(enabled: bool) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=not enabled, transient=False)
 
@@ -114,10 +116,9 @@ def _make_train_command(name: str):
 
         cfgs = {g: {f.name: kw[f.name] for f in dataclasses.fields(cls)} for g, cls in groups.items()}
         out_dir = kw["out_dir"] or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        epochs = cfgs["train"]["epochs"]
         # the bar is for people at a terminal; scripts (and --json) get clean stderr
-        with _train_progress(epochs, enabled=err.is_terminal and not kw["as_json"]) as progress:
-            bar = progress.add_task(f"train {name}", total=epochs, stats="")
+        with _train_progress(enabled=err.is_terminal and not kw["as_json"]) as progress:
+            bar = progress.add_task(f"train {name}", total=cfgs["train"]["epochs"], stats="")
 
             def on_epoch(epoch: int, ev: dict) -> None:
                 progress.update(bar, completed=epoch,

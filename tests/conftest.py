@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

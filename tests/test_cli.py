@@ -142,3 +142,21 @@ def test_divergence_is_exit_2_and_keeps_earlier_results(tmp_path):
 def test_version():
     res = run("--version")
     assert res.exit_code == 0 and "fixpt" in res.stdout
+
+
+@pytest.mark.parametrize("kind", ["foreign", "newer", "truncated"])
+def test_every_bad_checkpoint_is_exit_2_on_both_commands(kind, trained, tmp_path):
+    out, _ = trained
+    path = tmp_path / f"{kind}.pt"
+    if kind == "foreign":
+        torch.save({"state_dict": {}}, path)
+    elif kind == "newer":
+        ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+        ckpt["format_version"] = 99
+        torch.save(ckpt, path)
+    else:
+        data = (out / "ckpt.pt").read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    needle = {"foreign": "not a fixpt checkpoint", "newer": "upgrade fixpt", "truncated": "truncated or corrupt"}[kind]
+    one_line_error(run("iterate", path), needle)
+    one_line_error(run("check-contraction", path), needle)

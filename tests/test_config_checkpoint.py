@@ -100,6 +100,7 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_code_in_the_file_is_never_executed(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"format": "fixpt-checkpoint", "format_version": 1, "payload": _Exploit(marker)}, tmp_path / "evil.pt")
