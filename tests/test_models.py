@@ -95,3 +95,19 @@ def test_anderson_reaches_picards_fixed_point_in_fewer_evaluations(tmp_path):
     # both are within the Banach-style error of the tolerance: compare relative to the solution size
     assert float((pic.z - anders.z).norm() / pic.z.norm()) < 20 * tol
     assert anders.n_evals < pic.n_evals
+
+
+@pytest.mark.parametrize("cfg", [{"backbone": "gcn"}, {"backbone": "sage", "contractive": True}])
+def test_propagation_cache_never_outlives_its_graph(cfg):
+    """Blocks cache the normalised adjacency for one solve; a forward on another graph recomputes it."""
+    torch.manual_seed(0)
+    _, _, model, graph_a, _, _ = build("pign", {**cfg, "hidden": 16}, SMALL_GRAPH, "cpu")
+    _, _, _, graph_b, _, _ = build("pign", {**cfg, "hidden": 16}, {**SMALL_GRAPH, "csbm_seed": 7}, "cpu")
+    model.eval()
+    with torch.no_grad():
+        model(graph_a)
+        after_a = model(graph_b)
+        _, _, fresh, _, _, _ = build("pign", {**cfg, "hidden": 16}, SMALL_GRAPH, "cpu")
+        fresh.load_state_dict(model.state_dict())
+        fresh.eval()
+        assert torch.allclose(after_a, fresh(graph_b), atol=1e-6)

@@ -55,8 +55,12 @@ class SymSAGEConv(MessagePassing):
         self.lin_l = nn.Linear(in_channels, out_channels, bias=True)
         self.lin_r = nn.Linear(in_channels, out_channels, bias=False)
 
+    _cached_edge_index = None  # (edge_index, weight), reset by reset_propagation_cache
+
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        edge_index, weight = gcn_norm(edge_index, None, x.size(0), add_self_loops=False)
+        if self._cached_edge_index is None:
+            self._cached_edge_index = gcn_norm(edge_index, None, x.size(0), add_self_loops=False)
+        edge_index, weight = self._cached_edge_index
         out = self.propagate(edge_index, x=x, weight=weight)
         return self.lin_l(out) + self.lin_r(x)
 
@@ -76,7 +80,7 @@ def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = F
             raise FixptError(f"hidden={dim} must be divisible by heads={heads} for the GAT block")
         return GATConv(dim, dim // heads, heads=heads, dropout=attn_dropout)
     if backbone == "gcn":
-        conv = GCNConv(dim, dim)
+        conv = GCNConv(dim, dim, cached=True)  # the cache lives for one solve: see reset_propagation_cache
         if contractive:  # a plain nn.Linear: PyG's Linear would also save the derived weight
             conv.lin = nn.Linear(dim, dim, bias=False)
             parametrize.register_parametrization(conv.lin, "weight", ScaledSpectralNorm(gamma))
@@ -87,6 +91,19 @@ def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = F
         parametrize.register_parametrization(conv.lin_r, "weight", ScaledSpectralNorm(gamma / 2))
         return conv
     return SAGEConv(dim, dim)
+
+
+def reset_propagation_cache(conv: nn.Module) -> None:
+    """Forget the normalised adjacency cached by GCN / SymSAGE blocks.
+
+    Iterating one block applies the same normalised propagation matrix many times; the blocks
+    compute it at the first step and reuse it. Models call this once per forward pass (in
+    ``encode``), so the cache never outlives the graph it was computed for.
+    """
+    if hasattr(conv, "_cached_edge_index"):
+        conv._cached_edge_index = None
+    if hasattr(conv, "_cached_adj_t"):
+        conv._cached_adj_t = None
 
 
 def spectral_norm(weight: Tensor) -> float:

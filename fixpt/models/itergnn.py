@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..errors import DivergenceError
 from ..registry import register
 from .base import IterativeModel
-from .blocks import BACKBONES, block_lipschitz_bound, make_block
+from .blocks import BACKBONES, block_lipschitz_bound, make_block, reset_propagation_cache
 
 
 @dataclass
@@ -53,6 +53,7 @@ class IterGNN(IterativeModel):
         self.n_iter = 0
 
     def encode(self, data) -> Tensor:
+        reset_propagation_cache(self.block)  # a new pass may bring a new graph
         return self.encoder(data.x)
 
     def step(self, z: Tensor, f: Tensor, data) -> Tensor:

@@ -27,7 +27,7 @@ from ..errors import FixptError
 from ..registry import register
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
-from .blocks import BACKBONES, block_lipschitz_bound, make_block
+from .blocks import BACKBONES, block_lipschitz_bound, make_block, reset_propagation_cache
 
 
 @dataclass
@@ -68,6 +68,7 @@ class PIGN(IterativeModel):
         self.decoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
 
     def encode(self, data) -> Tensor:
+        reset_propagation_cache(self.block)  # a new pass may bring a new graph
         return self.encoder(data.x)  # (N, hidden): the free term f and z_0
 
     def step(self, z: Tensor, f: Tensor, data) -> Tensor:
