@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import math
 import time
 import typing
 import warnings
@@ -39,6 +40,21 @@ app.add_typer(train_app, name="train")
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+
+
+def _finite_or_null(value):
+    """JSON has no inf or NaN: report them as null so strict parsers (jq, JSON.parse) accept the output."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def print_json(result: dict) -> None:
+    print(json.dumps(_finite_or_null(result), allow_nan=False))
 
 
 def user_errors(fn):
@@ -126,7 +142,7 @@ def _make_train_command(name: str):
 
             metrics = train(name, cfgs["model"], cfgs["data"], cfgs["train"], out=out_dir, device=kw["device"], on_epoch=on_epoch)
         if kw["as_json"]:
-            print(json.dumps({**metrics, "out": str(out_dir)}))
+            print_json({**metrics, "out": str(out_dir)})
             return
         table = Table(title=f"{name} on {cfgs['data']['dataset']}", show_header=True)
         table.add_column("metric")
@@ -205,7 +221,7 @@ def iterate(
         plot_iterations(rows, task.metric, result["converged_at"], plot, label=f"{split} {task.metric}",
                         title=f"{spec.name} ({opts['method']}, alpha={opts['alpha']})")
     if as_json:
-        print(json.dumps(result))
+        print_json(result)
     else:
         table = Table(title=f"{spec.name}: {opts['method']} iteration, alpha={opts['alpha']}, tol={opts['tol']}")
         for col in ("k", "residual (rel)", "residual (abs)", f"{split} {task.metric}"):
@@ -267,7 +283,7 @@ def check_contraction(
                          "a_posteriori": a_posteriori_bound(kG, float(sol.abs_trace[-1].max()))}
     result = report.as_dict()
     if as_json:
-        print(json.dumps({"model": spec.name, **result}))
+        print_json({"model": spec.name, **result})
     else:
         ln = result["local_norm"]
         table = Table(title=f"{spec.name}: contraction of P(z) = T(z) + f  (damping alpha = {opts['alpha']})")

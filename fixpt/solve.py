@@ -122,7 +122,7 @@ class _Tracker:
         with torch.no_grad():
             abs_r = _sample_norms(gz - z, self.batched)
             size = _sample_norms(gz, self.batched)
-            # ||gz|| is finite iff every entry of gz is: no separate pass over the iterate
+            # a non-finite norm means a non-finite (or overflowing) entry: no separate pass over gz
             crit = abs_r / size.clamp_min(1e-12) if self.stop_mode == "rel" else abs_r
             finite, converged = torch.stack([torch.isfinite(size).all(), (crit <= self.tol).all()]).tolist()  # one sync
             if not finite:

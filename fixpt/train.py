@@ -113,6 +113,8 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
     if solution is not None:
         metrics.update(n_iter=solution.n_iter, converged=solution.converged,
                        final_residual=float(solution.residual.max()) if solution.n_iter else None)
+    elif hasattr(model, "n_iter"):  # a model that stops by its own rule (IterGNN)
+        metrics["n_iter"] = model.n_iter
     if out is not None:
         out = Path(out)
         save_checkpoint(out / "ckpt.pt", model=name, config=to_dict(mcfg), data=to_dict(dcfg),

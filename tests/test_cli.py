@@ -12,6 +12,15 @@ runner = CliRunner()
 CSBM = ["--csbm-nodes", "200", "--csbm-classes", "3", "--hidden", "16"]
 
 
+def _no_constants(name):
+    raise AssertionError(f"--json printed {name}, which is not JSON")
+
+
+def strict_json(text):
+    """Parse as strict JSON: Infinity and NaN are not JSON."""
+    return json.loads(text, parse_constant=_no_constants)
+
+
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
@@ -29,7 +38,7 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("pign")
     res = run("train", "pign", "--backbone", "sage", *CSBM, "--epochs", 20, "--out", out, "--json", "--device", "cpu")
     assert res.exit_code == 0, res.output
-    return out, json.loads(res.stdout)
+    return out, strict_json(res.stdout)
 
 
 def test_train_writes_checkpoint_and_metrics(trained):
@@ -56,7 +65,7 @@ def test_iterate_json_and_plot(trained, tmp_path):
     png = tmp_path / "conv.png"
     res = run("iterate", out / "ckpt.pt", "--max-iter", 30, "--tol", 1e-5, "--plot", png, "--json", "--device", "cpu")
     assert res.exit_code == 0, res.output
-    result = json.loads(res.stdout)
+    result = strict_json(res.stdout)
     its = result["iterations"]
     assert its[0]["k"] == 0 and its[0]["residual"] is None
     assert all({"k", "residual", "accuracy"} <= set(r) for r in its)
@@ -79,7 +88,7 @@ def test_check_contraction_json(trained):
     out, _ = trained
     res = run("check-contraction", out / "ckpt.pt", "--samples", 3, "--iters", 30, "--json", "--device", "cpu")
     assert res.exit_code in (0, 1), res.output
-    r = json.loads(res.stdout)
+    r = strict_json(res.stdout)
     assert {"local_norm", "spectral_radius", "empirical_ratio", "certified_bound", "contractive"} <= set(r)
     assert r["local_norm"]["min"] <= r["local_norm"]["median"] <= r["local_norm"]["max"]
     assert r["certified_bound"] is None or r["certified_bound"] >= r["empirical_ratio"]
@@ -91,7 +100,7 @@ def test_contractive_pign_is_certified(tmp_path):
     assert res.exit_code == 0, res.output
     res = run("check-contraction", tmp_path / "ckpt.pt", "--samples", 3, "--iters", 30, "--require-certificate", "--json")
     assert res.exit_code == 0, res.output
-    r = json.loads(res.stdout)
+    r = strict_json(res.stdout)
     assert r["verdict"] == "certified" and r["certified_bound"] < 1 and r["contractive"]
     assert r["local_norm"]["max"] <= r["certified_bound"]
 
@@ -100,6 +109,8 @@ def test_threshold_below_the_estimates_fails_the_check(trained):
     out, _ = trained
     res = run("check-contraction", out / "ckpt.pt", "--samples", 2, "--iters", 20, "--threshold", 1e-6)
     assert res.exit_code == 1 and "not contractive" in res.stdout
+    res = run("check-contraction", out / "ckpt.pt", "--samples", 2, "--iters", 20, "--threshold", 1e-6, "--json")
+    assert res.exit_code == 1 and strict_json(res.stdout)["contractive"] is False
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, trained):
