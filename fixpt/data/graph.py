@@ -11,12 +11,12 @@ from torch_geometric.data import Data
 
 from ..errors import FixptError
 
-DATASETS = ("csbm", "cora", "citeseer", "pubmed")
+DATASETS = ("csbm", "longrange", "cora", "citeseer", "pubmed")
 
 
 @dataclass
 class GraphDataConfig:
-    dataset: str = field(default="csbm", metadata={"choices": DATASETS, "help": "csbm (generated, offline) or a Planetoid set"})
+    dataset: str = field(default="csbm", metadata={"choices": DATASETS, "help": "csbm or longrange (generated, offline), or a Planetoid set"})
     noise: float = field(default=0.0, metadata={"help": "drop-in noise p: +1 on floor(p*N*F) feature entries"})
     noise_seed: int = field(default=2147483647, metadata={"help": "seed of the noise draw (fixed, so all runs see one graph)"})
     data_root: str = field(default="", metadata={"help": "folder holding planetoid/<Name>/raw (default: $FIXPT_DATA, else ~/.cache/fixpt)"})
@@ -27,10 +27,17 @@ class GraphDataConfig:
     csbm_signal: float = field(default=1.0, metadata={"help": "csbm: distance of class means over noise std"})
     csbm_features: int = field(default=32, metadata={"help": "csbm: feature dimension"})
     csbm_seed: int = field(default=0, metadata={"help": "csbm: seed of the generated graph"})
+    longrange_distance: int = field(default=6, metadata={"help": "longrange: hops between a path's label signal and its target"})
+    longrange_graphs: int = field(default=400, metadata={"help": "longrange: number of paths"})
+    longrange_classes: int = field(default=4, metadata={"help": "longrange: number of classes"})
+    longrange_noise_std: float = field(default=0.1, metadata={"help": "longrange: feature noise"})
+    longrange_seed: int = field(default=0, metadata={"help": "longrange: seed of the generated graph"})
 
     def validate(self) -> None:
         if not 0.0 <= self.noise <= 10.0:
             raise FixptError(f"noise={self.noise} must be a fraction >= 0 (0.5 is the paper's 50 %)")
+        if self.longrange_distance < 1 or self.longrange_graphs < 4:
+            raise FixptError("longrange_distance must be >= 1 and longrange_graphs >= 4")
         if not 0.0 <= self.csbm_homophily <= 1.0:
             raise FixptError(f"csbm_homophily={self.csbm_homophily} must lie in [0, 1]")
 
@@ -61,6 +68,10 @@ def _load_cached(cfg_key: tuple) -> Data:
         from .csbm import make_csbm
 
         data = make_csbm(cfg)
+    elif cfg.dataset == "longrange":
+        from .longrange import make_longrange
+
+        data = make_longrange(cfg)
     else:
         from .planetoid import load_planetoid
 
