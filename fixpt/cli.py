@@ -94,7 +94,7 @@ def _options_of(cls: type) -> list[inspect.Parameter]:
         typ = hints[f.name]
         help_text = f.metadata.get("help", "")
         if "choices" in f.metadata:
-            help_text += f" [{'|'.join(map(str, f.metadata['choices']))}]"
+            help_text += f" (one of: {', '.join(map(str, f.metadata['choices']))})"
         flag = "--" + f.name.replace("_", "-")
         decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if typ is bool else [flag]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
@@ -194,6 +194,8 @@ def iterate(
 
     from .solve import solve
 
+    if max_iter < 1:
+        raise FixptError(f"--max-iter {max_iter}: iterate needs at least 1 iteration")
     spec, task, model, data, meta = _load_iterative(ckpt, device)
     opts = model.solver_options()
     opts.update(max_iter=max_iter, grad="unroll")

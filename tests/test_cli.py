@@ -124,6 +124,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path, trained):
     one_line_error(run("train", "pign", "--backbone", "gat", "--contractive", "--out", tmp_path / "r"), "contractive")
     assert not (tmp_path / "r").exists()
     one_line_error(run("iterate", out / "ckpt.pt", "--solver", "newton"), "newton", "picard, anderson")
+    one_line_error(run("iterate", out / "ckpt.pt", "--max-iter", 0), "at least 1 iteration")
+    one_line_error(run("iterate", out / "ckpt.pt", "--alpha", 1.0), "alpha")
+    one_line_error(run("check-contraction", out / "ckpt.pt", "--samples", 0), "--samples")
     ckpt = torch.load(out / "ckpt.pt", weights_only=True)
     ckpt["model"] = "transformer9000"
     torch.save(ckpt, tmp_path / "unknown.pt")
