@@ -280,7 +280,7 @@ def check_contraction(
     k = report.certified_bound if report.certified_bound is not None else max(report.local_norms)
     kG = damped_factor(k, opts["alpha"])
     if sol.n_iter:
-        report.bounds = {"factor": kG, "factor_basis": "certified" if report.certified_bound is not None else "local estimate (not proven)",
+        report.bounds = {"factor": kG, "factor_basis": "certified bound" if report.certified_bound is not None else "local estimate (not proven)",
                          "n_iter": sol.n_iter, "a_priori": a_priori_bound(kG, sol.n_iter, float(sol.abs_trace[0].max())),
                          "a_posteriori": a_posteriori_bound(kG, float(sol.abs_trace[-1].max()))}
     result = report.as_dict()
