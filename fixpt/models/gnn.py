@@ -21,6 +21,7 @@ from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 from ..errors import FixptError
 from ..registry import register
 from .blocks import BACKBONES
+from .dropout import feature_dropout
 
 
 @dataclass
@@ -60,7 +61,8 @@ class GNN(nn.Module):
     def forward(self, data) -> Tensor:
         h = data.x
         for i, conv in enumerate(self.convs):
-            h = conv(F.dropout(h, self.cfg.dropout, self.training), data.edge_index)
+            drop = feature_dropout if i == 0 else F.dropout  # the input features are sparse
+            h = conv(drop(h, self.cfg.dropout, self.training), data.edge_index)
             if i < len(self.convs) - 1:
                 h = self.act(h)
         return h

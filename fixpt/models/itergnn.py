@@ -26,6 +26,7 @@ from ..errors import DivergenceError
 from ..registry import register
 from .base import IterativeModel
 from .blocks import BACKBONES, block_lipschitz_bound, make_block, reset_propagation_cache
+from .dropout import FeatureDropout
 
 
 @dataclass
@@ -46,7 +47,7 @@ class IterGNN(IterativeModel):
     def __init__(self, cfg: IterGNNConfig, in_dim: int, out_dim: int):
         super().__init__()
         self.cfg = cfg
-        self.encoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden), nn.ReLU())
+        self.encoder = nn.Sequential(FeatureDropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden), nn.ReLU())
         self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads)
         self.confidence = nn.Linear(cfg.hidden, 1)
         self.decoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))

@@ -28,6 +28,7 @@ from ..registry import register
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
 from .blocks import BACKBONES, block_lipschitz_bound, make_block, reset_propagation_cache
+from .dropout import FeatureDropout
 
 
 @dataclass
@@ -62,7 +63,7 @@ class PIGN(IterativeModel):
     def __init__(self, cfg: PIGNConfig, in_dim: int, out_dim: int):
         super().__init__()
         self.cfg = cfg
-        self.encoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden), nn.ReLU())
+        self.encoder = nn.Sequential(FeatureDropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden), nn.ReLU())
         self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, contractive=cfg.contractive, gamma=cfg.gamma,
                                 attn_dropout=cfg.attn_dropout)
         self.decoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
