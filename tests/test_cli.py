@@ -122,6 +122,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, trained):
     one_line_error(run("train", "pign", "--dataset", "cora", "--data-root", tmp_path, "--epochs", 1, "--out", tmp_path / "r"),
                    "raw files not found", "FIXPT_DATA")
     one_line_error(run("train", "pign", "--backbone", "gat", "--contractive", "--out", tmp_path / "r"), "contractive")
+    one_line_error(run("train", "pign", "--noise", 50, "--out", tmp_path / "r"), "noise=50", "[0, 1]")
     assert not (tmp_path / "r").exists()
     one_line_error(run("iterate", out / "ckpt.pt", "--solver", "newton"), "newton", "picard, anderson")
     one_line_error(run("iterate", out / "ckpt.pt", "--max-iter", 0), "at least 1 iteration")

@@ -34,8 +34,8 @@ class GraphDataConfig:
     longrange_seed: int = field(default=0, metadata={"help": "longrange: seed of the generated graph"})
 
     def validate(self) -> None:
-        if not 0.0 <= self.noise <= 10.0:
-            raise FixptError(f"noise={self.noise} must be a fraction >= 0 (0.5 is the paper's 50 %)")
+        if not 0.0 <= self.noise <= 1.0:
+            raise FixptError(f"noise={self.noise} must lie in [0, 1], a fraction of the feature entries (0.5 is the paper's 50 %)")
         if self.longrange_distance < 1 or self.longrange_graphs < 4:
             raise FixptError("longrange_distance must be >= 1 and longrange_graphs >= 4")
         if not 0.0 <= self.csbm_homophily <= 1.0:
