@@ -68,14 +68,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise FixptError(f"checkpoint {path} is a directory{hint}; pass the ckpt.pt file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except Exception as e:  # a damaged archive fails in many ways (EOF, bad zip, KeyError in the memo...)
         found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(e))
-        if found:
+        if isinstance(e, pickle.UnpicklingError) and found:
             raise FixptError(f"{path} asks to load the Python object {found.group(1)}; refusing to unpickle anything "
                              "but tensors and plain data: use a checkpoint written by `fixpt train`") from None
-        raise FixptError(f"{path} is not a readable checkpoint (truncated or corrupt: not a torch archive); "
-                         "retrain or copy the file again") from None
-    except Exception as e:  # a damaged archive fails in many ways (EOF, bad zip, KeyError in the memo...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FixptError(f"{path} is not a readable checkpoint (truncated or corrupt: {first[:120]}); "
                          "retrain or copy the file again") from None

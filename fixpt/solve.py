@@ -122,13 +122,14 @@ class _Tracker:
         with torch.no_grad():
             abs_r = _sample_norms(gz - z, self.batched)
             size = _sample_norms(gz, self.batched)
+            rel_r = abs_r / size.clamp_min(1e-12)
+            crit = rel_r if self.stop_mode == "rel" else abs_r
             # a non-finite norm means a non-finite (or overflowing) entry: no separate pass over gz
-            crit = abs_r / size.clamp_min(1e-12) if self.stop_mode == "rel" else abs_r
             finite, converged = torch.stack([torch.isfinite(size).all(), (crit <= self.tol).all()]).tolist()  # one sync
             if not finite:
                 return False, False
             self.abs.append(abs_r)
-            self.rel.append(abs_r / size.clamp_min(1e-12))
+            self.rel.append(rel_r)
             return True, converged
 
     def traces(self, batch: int) -> tuple[Tensor, Tensor]:
