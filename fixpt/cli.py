@@ -206,9 +206,9 @@ def iterate(
         raise FixptError(f"unknown split {split!r}; use train, val or test")
     scores = []
     with torch.no_grad(), cached_weights(model):
-        f = model.encode(data)
+        f, P = model.operator(data)
         scores.append(task.score(model.decode(f, data), data, split))
-        sol = solve(lambda z: model.step(z, f, data), f,
+        sol = solve(P, f,
                     callback=lambda k, z: scores.append(task.score(model.decode(z, data), data, split)), **opts)
     rows = [{"k": 0, "residual": None, "abs_residual": None, task.metric: scores[0]}]
     for k in range(1, sol.n_iter + 1):
@@ -260,7 +260,7 @@ def check_contraction(
     """Is the trained operator a contraction? Local ||J_P||_2, spectral radius, pair ratios and a certified bound."""
     import torch
 
-    from .contraction import a_posteriori_bound, a_priori_bound, contraction, damped_factor
+    from .contraction import contraction
     from .solve import solve
 
     if samples < 1:
@@ -269,20 +269,15 @@ def check_contraction(
     opts = model.solver_options()
     with cached_weights(model):
         with torch.no_grad():
-            f = model.encode(data)
-            P = lambda z: model.step(z, f, data)  # noqa: E731
+            f, P = model.operator(data)
             iterates = [f]
             sol = solve(P, f, callback=lambda k, z: iterates.append(z), **{**opts, "grad": "unroll"})
         picks = torch.linspace(0, len(iterates) - 1, min(samples, len(iterates))).round().long().unique()
         points = [iterates[i] for i in picks.tolist()]
         report = contraction(P, points, batched=opts["batched"], certified=model.certified_lipschitz(data),
                              threshold=threshold, alpha=opts["alpha"], iters=iters, seed=seed)
-    k = report.certified_bound if report.certified_bound is not None else max(report.local_norms)
-    kG = damped_factor(k, opts["alpha"])
     if sol.n_iter:
-        report.bounds = {"factor": kG, "factor_basis": "certified bound" if report.certified_bound is not None else "local estimate (not proven)",
-                         "n_iter": sol.n_iter, "a_priori": a_priori_bound(kG, sol.n_iter, float(sol.abs_trace[0].max())),
-                         "a_posteriori": a_posteriori_bound(kG, float(sol.abs_trace[-1].max()))}
+        report.add_banach_bounds(sol.n_iter, float(sol.abs_trace[0].max()), float(sol.abs_trace[-1].max()))
     result = report.as_dict()
     if as_json:
         print_json({"model": spec.name, **result})
@@ -298,7 +293,7 @@ def check_contraction(
         table.add_row("certified bound", "none" if report.certified_bound is None else f"{report.certified_bound:.4f}", report.certified_reason)
         if report.bounds:
             b = report.bounds
-            table.add_row("damped factor", f"{kG:.4f}", f"alpha + (1-alpha) k, k from the {b['factor_basis']}")
+            table.add_row("damped factor", f"{report.damped_factor:.4f}", f"alpha + (1-alpha) k, k from the {b['factor_basis']}")
             table.add_row("Banach a priori", f"{b['a_priori']:.3e}", f"||z_n - z*|| bound (eq. 4), n = {b['n_iter']}")
             table.add_row("Banach a posteriori", f"{b['a_posteriori']:.3e}", "||z_n - z*|| bound (eq. 5)")
         out.print(table)

@@ -189,6 +189,22 @@ class ContractionReport:
     def contractive(self) -> bool:
         return self.verdict != "not contractive"
 
+    @property
+    def factor_basis(self) -> str:
+        return "certified bound" if self.certified_bound is not None else "local estimate (not proven)"
+
+    @property
+    def damped_factor(self) -> float:
+        """Contraction factor of the damped map, from the certified bound, else the largest local norm."""
+        k = self.certified_bound if self.certified_bound is not None else max(self.local_norms)
+        return damped_factor(k, self.alpha)
+
+    def add_banach_bounds(self, n_iter: int, first_step: float, last_step: float) -> None:
+        """Error bounds (eq. 4, 5) for the n-th iterate of the damped map, from its first and last steps."""
+        kG = self.damped_factor
+        self.bounds = {"factor": kG, "factor_basis": self.factor_basis, "n_iter": n_iter,
+                       "a_priori": a_priori_bound(kG, n_iter, first_step), "a_posteriori": a_posteriori_bound(kG, last_step)}
+
     def as_dict(self) -> dict:
         norms = torch.tensor(self.local_norms)
         return {
@@ -199,7 +215,7 @@ class ContractionReport:
             "certified_reason": self.certified_reason,
             "threshold": self.threshold,
             "alpha": self.alpha,
-            "damped_factor": damped_factor(self.certified_bound if self.certified_bound is not None else max(self.local_norms), self.alpha),
+            "damped_factor": self.damped_factor,
             "banach": self.bounds,
             "verdict": self.verdict,
             "contractive": self.contractive,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -38,10 +39,15 @@ class IterativeModel(nn.Module):
         """A proven upper bound on Lip(T) over the whole space, or (None, why not)."""
         return None, f"{type(self).__name__} has no certified bound"
 
-    def forward(self, batch) -> Tensor:
+    def operator(self, batch) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+        """The free term :math:`f` (also :math:`z_0`) and the operator :math:`P(z) = T(z) + f` for ``batch``."""
         f = self.encode(batch)
+        return f, lambda z: self.step(z, f, batch)
+
+    def forward(self, batch) -> Tensor:
+        f, P = self.operator(batch)
         with cached_weights(self):  # spectrally normalised weights: computed once per solve, not per step
-            sol = solve(lambda z: self.step(z, f, batch), f, **self.solver_options())
+            sol = solve(P, f, **self.solver_options())
         self.last_solution = sol
         if sol.diverged:
             raise DivergenceError(f"the fixed-point solve produced non-finite values at iteration {sol.n_iter}; "
