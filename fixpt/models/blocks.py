@@ -1,4 +1,4 @@
-r"""GNN blocks from torch-geometric, their spectral normalisation and their certified Lipschitz bounds.
+r"""GNN blocks (GCN, GraphSAGE as sparse products; GAT from torch-geometric), their spectral normalisation and their certified Lipschitz bounds.
 
 One block is :math:`T(z) = \sigma(\mathrm{conv}(z))` with :math:`\sigma` = ReLU (Lipschitz 1), so
 
@@ -20,13 +20,15 @@ attention coefficients depend on :math:`z`.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch_geometric.nn import GATConv, GCNConv, MessagePassing, SAGEConv
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.nn import GATConv
 from torch_geometric.utils import degree
 
 from ..errors import FixptError
+from .dropout import dropout_features, linear
+from .sparse import propagation_matrix
 
 BACKBONES = ("gcn", "gat", "sage")
 ROUNDING = 1.0 + 1e-5
@@ -43,29 +45,51 @@ class ScaledSpectralNorm(nn.Module):
         return self.gamma * V / torch.linalg.matrix_norm(V, ord=2).clamp_min(1e-12)
 
 
-class SymSAGEConv(MessagePassing):
-    r"""GraphSAGE with the symmetric normalised propagation (norm at most 1):
+class GCNBlock(nn.Module):
+    r"""GCN convolution (Kipf & Welling, 2017) as one sparse product:
+    :math:`z' = \hat A\, \mathrm{dropout}(z) W^\top + b`, :math:`\hat A = \hat D^{-1/2}(A + I)\hat D^{-1/2}`.
 
-    .. math::
-        z_i' = W_r z_i + W_l \sum_{j \in N(i)} \frac{z_j}{\sqrt{d_i d_j}} + b
+    The same maths and parameter names as torch-geometric's ``GCNConv``; ``dropout`` acts on the
+    input (through CSR products when the input is sparse, see :mod:`fixpt.models.dropout`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(aggr="add")
-        self.lin_l = nn.Linear(in_channels, out_channels, bias=True)
-        self.lin_r = nn.Linear(in_channels, out_channels, bias=False)
-
-    _cached_edge_index = None  # (edge_index, weight), reset by reset_propagation_cache
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, sparse_input: bool = False):
+        super().__init__()
+        self.lin = nn.Linear(in_channels, out_channels, bias=False)
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.dropout, self.sparse_input = dropout, sparse_input
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        if self._cached_edge_index is None:
-            self._cached_edge_index = gcn_norm(edge_index, None, x.size(0), add_self_loops=False)
-        edge_index, weight = self._cached_edge_index
-        out = self.propagate(edge_index, x=x, weight=weight)
-        return self.lin_l(out) + self.lin_r(x)
+        A_hat = propagation_matrix(edge_index, x.size(0), "gcn")
+        x = _drop(x, self.dropout, self.training, self.sparse_input)
+        return A_hat @ linear(x, self.lin.weight) + self.bias
 
-    def message(self, x_j: Tensor, weight: Tensor) -> Tensor:
-        return weight.view(-1, 1) * x_j
+
+class SAGEBlock(nn.Module):
+    r"""GraphSAGE convolution (Hamilton et al., 2017):
+    :math:`z' = M\, \mathrm{dropout}(z) W_l^\top + b + \mathrm{dropout}(z) W_r^\top` with the mean
+    aggregator :math:`M = D^{-1}A` (``aggregation="mean"``, torch-geometric's ``SAGEConv``) or the
+    symmetric :math:`M = D^{-1/2} A D^{-1/2}` (``"sym"``, norm at most 1, used by ``--contractive``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, aggregation: str = "mean", dropout: float = 0.0,
+                 sparse_input: bool = False):
+        super().__init__()
+        self.lin_l = nn.Linear(in_channels, out_channels, bias=True)
+        self.lin_r = nn.Linear(in_channels, out_channels, bias=False)
+        self.aggregation, self.dropout, self.sparse_input = aggregation, dropout, sparse_input
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        M = propagation_matrix(edge_index, x.size(0), self.aggregation)
+        x = _drop(x, self.dropout, self.training, self.sparse_input)  # one mask for both branches
+        return M @ linear(x, self.lin_l.weight) + self.lin_l.bias + linear(x, self.lin_r.weight)
+
+
+def _drop(x: Tensor, p: float, training: bool, sparse_input: bool) -> Tensor:
+    """Dropout on a block's input; input features (``sparse_input``) may come back as a sparse matrix."""
+    if sparse_input:
+        return dropout_features(x, p, training)
+    return F.dropout(x, p, training) if p > 0 else x
 
 
 def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = False, gamma: float = 0.9,
@@ -80,30 +104,16 @@ def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = F
             raise FixptError(f"hidden={dim} must be divisible by heads={heads} for the GAT block")
         return GATConv(dim, dim // heads, heads=heads, dropout=attn_dropout)
     if backbone == "gcn":
-        conv = GCNConv(dim, dim, cached=True)  # the cache lives for one solve: see reset_propagation_cache
-        if contractive:  # a plain nn.Linear: PyG's Linear would also save the derived weight
-            conv.lin = nn.Linear(dim, dim, bias=False)
+        conv = GCNBlock(dim, dim)
+        if contractive:
             parametrize.register_parametrization(conv.lin, "weight", ScaledSpectralNorm(gamma))
         return conv
     if contractive:  # sage: ||W_r|| + ||W_l|| <= gamma with the norm-1 symmetric propagation
-        conv = SymSAGEConv(dim, dim)
+        conv = SAGEBlock(dim, dim, aggregation="sym")
         parametrize.register_parametrization(conv.lin_l, "weight", ScaledSpectralNorm(gamma / 2))
         parametrize.register_parametrization(conv.lin_r, "weight", ScaledSpectralNorm(gamma / 2))
         return conv
-    return SAGEConv(dim, dim)
-
-
-def reset_propagation_cache(conv: nn.Module) -> None:
-    """Forget the normalised adjacency cached by GCN / SymSAGE blocks.
-
-    Iterating one block applies the same normalised propagation matrix many times; the blocks
-    compute it at the first step and reuse it. Models call this once per forward pass (in
-    ``encode``), so the cache never outlives the graph it was computed for.
-    """
-    if hasattr(conv, "_cached_edge_index"):
-        conv._cached_edge_index = None
-    if hasattr(conv, "_cached_adj_t"):
-        conv._cached_adj_t = None
+    return SAGEBlock(dim, dim)
 
 
 def spectral_norm(weight: Tensor) -> float:
@@ -121,14 +131,12 @@ def mean_aggregation_norm_bound(edge_index: Tensor, num_nodes: int) -> float:
 
 def block_lipschitz_bound(conv: nn.Module, edge_index: Tensor, num_nodes: int) -> tuple[float | None, str]:
     """Certified upper bound on Lip(z -> ReLU(conv(z))) and how it was obtained."""
-    if isinstance(conv, GCNConv):
-        if not (conv.normalize and conv.add_self_loops):
-            return None, "GCN without symmetric normalisation and self-loops"
+    if isinstance(conv, GCNBlock):
         return spectral_norm(conv.lin.weight), "||W||_2 * ||A_hat||_2 (=1, symmetric normalised) * Lip(ReLU)=1"
-    if isinstance(conv, SymSAGEConv):
+    if isinstance(conv, SAGEBlock) and conv.aggregation == "sym":
         return (spectral_norm(conv.lin_r.weight) + spectral_norm(conv.lin_l.weight),
                 "||W_r||_2 + ||D^-1/2 A D^-1/2||_2 (<=1) * ||W_l||_2, times Lip(ReLU)=1")
-    if isinstance(conv, SAGEConv):
+    if isinstance(conv, SAGEBlock):
         m = mean_aggregation_norm_bound(edge_index, num_nodes)
         return (spectral_norm(conv.lin_r.weight) + m * spectral_norm(conv.lin_l.weight),
                 f"||W_r||_2 + ||D^-1 A||_2 (<= sqrt(||M||_1 ||M||_inf) = {m:.3f}) * ||W_l||_2, times Lip(ReLU)=1")

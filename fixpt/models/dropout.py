@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .sparse import SparseMatrix, sparse_features
+
 
 def feature_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """Dropout drawing masks only where ``x`` is non-zero; plain dropout when ``x`` needs a gradient."""
@@ -41,3 +43,37 @@ class FeatureDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def dropout_features(x: Tensor, p: float, training: bool = True) -> Tensor | SparseMatrix:
+    """:func:`feature_dropout`, returning a :class:`SparseMatrix` when ``x`` is sparse enough for CSR
+    products (:func:`fixpt.models.sparse.sparse_features`). The kept entries are the same either way."""
+    sparse = sparse_features(x)
+    if sparse is None:
+        return feature_dropout(x, p, training)
+    if not training or p == 0.0:
+        return sparse
+    kept = torch.rand(sparse.values.shape[0], device=x.device) >= p  # one draw per non-zero, row-major order
+    return sparse.with_values(sparse.values * kept / (1.0 - p))
+
+
+def linear(x: Tensor | SparseMatrix, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """:math:`x W^\\top + b` for a dense or sparse ``x``."""
+    if isinstance(x, SparseMatrix):
+        out = x @ weight.t()
+        return out if bias is None else out + bias
+    return F.linear(x, weight, bias)
+
+
+class InputLinear(nn.Linear):
+    """``Linear(dropout(x))`` on input features, through CSR products when ``x`` is sparse."""
+
+    def __init__(self, in_features: int, out_features: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__(in_features, out_features, bias=bias)
+        self.p = dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(dropout_features(x, self.p, self.training), self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", dropout={self.p}"

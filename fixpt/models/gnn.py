@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import GATConv, GCNConv, SAGEConv
+from torch_geometric.nn import GATConv
 
 from ..errors import FixptError
 from ..registry import register
-from .blocks import BACKBONES
+from .blocks import BACKBONES, GCNBlock, SAGEBlock
 from .dropout import feature_dropout
 
 
@@ -47,22 +47,24 @@ class GNN(nn.Module):
         super().__init__()
         self.cfg = cfg
         dims = [in_dim] + [cfg.hidden] * (cfg.layers - 1) + [out_dim]
-        self.convs = nn.ModuleList(self._conv(a, b, last=(i == cfg.layers - 1)) for i, (a, b) in enumerate(zip(dims, dims[1:])))
+        self.convs = nn.ModuleList(self._conv(a, b, first=(i == 0), last=(i == cfg.layers - 1)) for i, (a, b) in enumerate(zip(dims, dims[1:])))
         self.act = F.elu if cfg.backbone == "gat" else F.relu
 
-    def _conv(self, a: int, b: int, last: bool) -> nn.Module:
+    def _conv(self, a: int, b: int, first: bool, last: bool) -> nn.Module:
         c = self.cfg
         if c.backbone == "gcn":
-            return GCNConv(a, b)
+            return GCNBlock(a, b, dropout=c.dropout, sparse_input=first)
         if c.backbone == "sage":
-            return SAGEConv(a, b)
+            return SAGEBlock(a, b, dropout=c.dropout, sparse_input=first)
         return GATConv(a, b, heads=1, dropout=c.dropout) if last else GATConv(a, b // c.heads, heads=c.heads, dropout=c.dropout)
 
     def forward(self, data) -> Tensor:
         h = data.x
         for i, conv in enumerate(self.convs):
-            drop = feature_dropout if i == 0 else F.dropout  # the input features are sparse
-            h = conv(drop(h, self.cfg.dropout, self.training), data.edge_index)
+            if isinstance(conv, GATConv):  # GCN and SAGE blocks drop their own inputs (sparse-aware)
+                drop = feature_dropout if i == 0 else F.dropout  # the input features are sparse
+                h = drop(h, self.cfg.dropout, self.training)
+            h = conv(h, data.edge_index)
             if i < len(self.convs) - 1:
                 h = self.act(h)
         return h

@@ -25,8 +25,8 @@ from torch import Tensor, nn
 from ..errors import DivergenceError
 from ..registry import register
 from .base import IterativeModel
-from .blocks import BACKBONES, block_lipschitz_bound, make_block, reset_propagation_cache
-from .dropout import FeatureDropout
+from .blocks import BACKBONES, block_lipschitz_bound, make_block
+from .dropout import InputLinear
 
 
 @dataclass
@@ -47,14 +47,13 @@ class IterGNN(IterativeModel):
     def __init__(self, cfg: IterGNNConfig, in_dim: int, out_dim: int):
         super().__init__()
         self.cfg = cfg
-        self.encoder = nn.Sequential(FeatureDropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden), nn.ReLU())
+        self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=cfg.dropout), nn.ReLU())
         self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads)
         self.confidence = nn.Linear(cfg.hidden, 1)
         self.decoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
         self.n_iter = 0
 
     def encode(self, data) -> Tensor:
-        reset_propagation_cache(self.block)  # a new pass may bring a new graph
         return self.encoder(data.x)
 
     def step(self, z: Tensor, f: Tensor, data) -> Tensor:

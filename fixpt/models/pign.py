@@ -27,8 +27,8 @@ from ..errors import FixptError
 from ..registry import register
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
-from .blocks import BACKBONES, block_lipschitz_bound, make_block, reset_propagation_cache
-from .dropout import FeatureDropout
+from .blocks import BACKBONES, block_lipschitz_bound, make_block
+from .dropout import InputLinear
 
 
 @dataclass
@@ -63,13 +63,12 @@ class PIGN(IterativeModel):
     def __init__(self, cfg: PIGNConfig, in_dim: int, out_dim: int):
         super().__init__()
         self.cfg = cfg
-        self.encoder = nn.Sequential(FeatureDropout(cfg.dropout), nn.Linear(in_dim, cfg.hidden), nn.ReLU())
+        self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=cfg.dropout), nn.ReLU())
         self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, contractive=cfg.contractive, gamma=cfg.gamma,
                                 attn_dropout=cfg.attn_dropout)
         self.decoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
 
     def encode(self, data) -> Tensor:
-        reset_propagation_cache(self.block)  # a new pass may bring a new graph
         return self.encoder(data.x)  # (N, hidden): the free term f and z_0
 
     def step(self, z: Tensor, f: Tensor, data) -> Tensor:
