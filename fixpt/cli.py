@@ -304,6 +304,9 @@ def check_contraction(
         raise typer.Exit(1)
 
 
+from . import cli_sweep  # noqa: E402,F401 - registers `sweep` and `report` on the app
+
+
 def main() -> None:
     app()
 

@@ -32,3 +32,110 @@ def plot_iterations(rows: list[dict], metric: str, converged_at: int | None, pat
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png"))
     plt.close(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    from .checkpoint import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+
+
+def _series_label(run: dict, keys: list[str]) -> str:
+    parts = [run["model"]] + [f"{k}={run['params'][k]}" for k in keys if k in run["params"]]
+    return " ".join(parts)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    import numpy as np
+
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def plot_score_vs_iterations(runs: list[dict], metric: str, varying: list[str], path: str | Path) -> Path | None:
+    """Test score against ``max_iter`` (mean and a +-1 std band over seeds), one panel per backbone.
+
+    Runs of models without ``max_iter`` (plain GNNs) are drawn as a horizontal band, the level
+    an iterative model has to beat. Returns None when ``max_iter`` does not vary in the sweep.
+    """
+    if "max_iter" not in varying:
+        return None
+    plt = _pyplot()
+    keys = [k for k in varying if k not in ("max_iter", "backbone", "seed", "model")]
+    backbones = sorted({r["params"].get("backbone", "gcn") for r in runs})
+    fig, axes = plt.subplots(1, len(backbones), figsize=(5.5 * len(backbones), 4), squeeze=False)
+    for ax, bb in zip(axes[0], backbones):
+        series: dict[str, dict[int, list[float]]] = {}
+        flat: dict[str, list[float]] = {}
+        for r in runs:
+            if r["params"].get("backbone", "gcn") != bb:
+                continue
+            score = r["metrics"][f"test_{metric}"]
+            label = _series_label(r, keys)
+            if "max_iter" in r["params"]:
+                series.setdefault(label, {}).setdefault(int(r["params"]["max_iter"]), []).append(score)
+            else:
+                flat.setdefault(label, []).append(score)
+        for label, by_k in sorted(series.items()):
+            ks = sorted(by_k)
+            stats = [_mean_std(by_k[k]) for k in ks]
+            m = [s[0] for s in stats]
+            sd = [s[1] for s in stats]
+            line, = ax.plot(ks, m, marker="o", ms=3, label=label)
+            ax.fill_between(ks, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], color=line.get_color(), alpha=0.2)
+        for label, values in sorted(flat.items()):
+            m, sd = _mean_std(values)
+            line = ax.axhline(m, ls="--", color="grey", label=f"{label} (no iterations)")
+            ax.axhspan(m - sd, m + sd, color="grey", alpha=0.15)
+        ax.set(xlabel="max_iter (Picard iterations)", ylabel=f"test {metric}", title=f"backbone {bb}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_residuals(runs: list[dict], varying: list[str], path: str | Path) -> Path | None:
+    """Relative residual of the final evaluation solve against the iteration (log scale), averaged
+    over seeds (geometric mean, as residuals spread over decades), one panel per backbone."""
+    import numpy as np
+
+    with_trace = [r for r in runs if r["metrics"].get("residual_trace")]
+    if not with_trace:
+        return None
+    plt = _pyplot()
+    keys = [k for k in varying if k not in ("backbone", "seed", "model")]
+    backbones = sorted({r["params"].get("backbone", "gcn") for r in with_trace})
+    fig, axes = plt.subplots(1, len(backbones), figsize=(5.5 * len(backbones), 4), squeeze=False)
+    for ax, bb in zip(axes[0], backbones):
+        groups: dict[str, list[list[float]]] = {}
+        for r in with_trace:
+            if r["params"].get("backbone", "gcn") == bb:
+                groups.setdefault(_series_label(r, keys), []).append(r["metrics"]["residual_trace"])
+        for label, traces in sorted(groups.items()):
+            n = max(len(t) for t in traces)
+            a = np.full((len(traces), n), np.nan)
+            for i, t in enumerate(traces):
+                a[i, : len(t)] = np.maximum(np.asarray(t, dtype=float), 1e-30)
+            with np.errstate(all="ignore"):
+                gmean = np.exp(np.nanmean(np.log(a), axis=0))
+            ax.semilogy(np.arange(1, n + 1), gmean, marker="o", ms=2, label=f"{label} (n={len(traces)})")
+        ax.set(xlabel="iteration k", ylabel=r"$\|z_k - z_{k-1}\| / \|z_k\|$", title=f"residual, backbone {bb}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    path = Path(path)
+    _save(fig, path)
+    plt.close(fig)
+    return path

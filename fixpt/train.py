@@ -60,8 +60,9 @@ def evaluate(model, task, data) -> dict:
 
 
 def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: str | Path | None = None,
-          device: str = "auto", on_epoch: Callable[[int, dict], None] | None = None) -> dict:
-    """Train ``name``; write ``out/ckpt.pt`` and ``out/metrics.json`` (atomically) and return the metrics.
+          device: str = "auto", on_epoch: Callable[[int, dict], None] | None = None, save_ckpt: bool = True) -> dict:
+    """Train ``name``; write ``out/ckpt.pt`` (unless ``save_ckpt`` is False) and then ``out/metrics.json``
+    (each atomically, metrics last: a run with ``metrics.json`` is complete) and return the metrics.
 
     The reported test score is the one at the epoch of best validation score (ties: lower
     validation loss); the test split is never used to choose anything.
@@ -112,13 +113,15 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
     solution = getattr(model, "last_solution", None)
     if solution is not None:
         metrics.update(n_iter=solution.n_iter, converged=solution.converged,
-                       final_residual=float(solution.residual.max()) if solution.n_iter else None)
+                       final_residual=float(solution.residual.max()) if solution.n_iter else None,
+                       residual_trace=solution.rel_trace.max(dim=1).values.tolist())  # relative, per iteration
     elif hasattr(model, "n_iter"):  # a model that stops by its own rule (IterGNN)
         metrics["n_iter"] = model.n_iter
     if out is not None:
         out = Path(out)
-        save_checkpoint(out / "ckpt.pt", model=name, config=to_dict(mcfg), data=to_dict(dcfg),
-                        state_dict=best["state"], train=to_dict(tcfg), metrics=metrics)
+        if save_ckpt:
+            save_checkpoint(out / "ckpt.pt", model=name, config=to_dict(mcfg), data=to_dict(dcfg),
+                            state_dict=best["state"], train=to_dict(tcfg), metrics=metrics)
         atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
     return metrics
 

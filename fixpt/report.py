@@ -1,0 +1,229 @@
+"""Reports: a sweep directory aggregated (mean +- std over seeds) into the paper's table layouts.
+
+Layouts (the preset's ``report`` key):
+
+- ``table5``: rows are frameworks x backbones ("GCN", "IterGNN with GAT", "PIGN with GCN", ...),
+  columns datasets x noise ("Cora", "Cora-50%", ...), accuracy in percent (paper, Table 5);
+- ``table1``: rows are frameworks ("w/o iterations", "IterGNN", "PIGN"), columns backbones,
+  the score as a fraction (paper, Table 1);
+- ``generic``: one row per combination of the sweep's varying keys.
+
+Keys that vary but are not part of the layout are appended to the row label, so no two groups
+are ever averaged together. The standard deviation is the sample one (``ddof=1``), as the
+paper's "mean and standard deviation over runs".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import FixptError
+from .sweep import INDEX
+
+BACKBONE_LABELS = {"gcn": "GCN", "gat": "GAT", "sage": "GraphSAGE"}
+FRAMEWORK_LABELS = {"gnn": "w/o iterations", "itergnn": "IterGNN", "pign": "PIGN"}
+DATASET_LABELS = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed", "csbm": "CSBM", "longrange": "long-range",
+                  "pascalvoc-sp": "PascalVOC-SP"}
+FORMATS = ("md", "latex", "csv", "json")
+
+
+@dataclass
+class Cell:
+    values: list[float]
+    paper: tuple[float, float] | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def std(self) -> float:
+        if len(self.values) < 2:
+            return 0.0
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (len(self.values) - 1))
+
+
+@dataclass
+class Table:
+    title: str
+    metric: str
+    percent: bool
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
+    source: str = ""  # where the paper's numbers come from, with --compare paper
+
+    def best(self, column: str) -> str | None:
+        scored = [(self.cells[r, column].mean, r) for r in self.rows if (r, column) in self.cells]
+        return max(scored)[1] if scored else None
+
+
+def load_runs(sweep_dir: str | Path) -> tuple[dict, list[dict]]:
+    """The sweep's index and its finished runs: ``{"id", "model", "params", "metrics"}`` each."""
+    d = Path(sweep_dir)
+    index_path = d / INDEX
+    if not index_path.is_file():
+        raise FixptError(f"{d} is not a sweep directory (no {INDEX}); run `fixpt sweep PRESET --out {d}` first")
+    try:
+        index = json.loads(index_path.read_text())
+        planned = index["runs"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise FixptError(f"{index_path} is damaged; rerun the sweep command to rewrite it") from None
+    runs = []
+    for r in planned:
+        metrics_path = d / "runs" / r["id"] / "metrics.json"
+        if metrics_path.is_file():
+            runs.append({**r, "metrics": json.loads(metrics_path.read_text())})
+    if not runs:
+        raise FixptError(f"{d} has no finished runs yet ({len(planned)} planned); run or resume the sweep first")
+    return index, runs
+
+
+def metric_name(runs: list[dict]) -> str:
+    names = sorted({k[len("test_"):] for r in runs for k in r["metrics"] if k.startswith("test_")})
+    if len(names) != 1:
+        raise FixptError(f"the runs report different test metrics ({', '.join(names)}); report one task per sweep")
+    return names[0]
+
+
+def _fmt_value(v: float, percent: bool) -> str:
+    return f"{100 * v:.1f}" if percent else f"{v:.4f}"
+
+
+def _label(run: dict, key: str) -> str:
+    value = run["params"].get(key, "-")
+    return f"{key}={value}"
+
+
+def build_table(index: dict, runs: list[dict], layout: str | None = None) -> Table:
+    """Group finished runs by everything but the seed and place the groups in ``layout``."""
+    layout = layout or index.get("report", "generic")
+    metric = metric_name(runs)
+    varying = [k for k in index.get("varying", []) if k != "seed"]
+    percent = metric == "accuracy"
+
+    def row_col(run: dict) -> tuple[str, str]:
+        p, model = run["params"], run["model"]
+        backbone = BACKBONE_LABELS.get(p.get("backbone", "gcn"), p.get("backbone", "gcn"))
+        if layout == "table5":
+            row = backbone if model == "gnn" else f"{FRAMEWORK_LABELS.get(model, model)} with {backbone}"
+            noise = float(p.get("noise", 0.0))
+            col = DATASET_LABELS.get(p.get("dataset", ""), p.get("dataset", "")) + (f"-{100 * noise:g}%" if noise > 0 else "")
+            used = {"model", "backbone", "dataset", "noise"}
+        elif layout == "table1":
+            row, col, used = FRAMEWORK_LABELS.get(model, model), backbone, {"model", "backbone"}
+        else:
+            row, col, used = "run", f"test {metric}", set()
+        extra = [_label(run, k) for k in varying if k not in used]
+        if layout == "generic":
+            row = " ".join(([model] if "model" in varying else []) + extra) or model
+        elif extra:
+            row = f"{row} ({', '.join(extra)})"
+        return row, col
+
+    table = Table(title=index.get("name", ""), metric=metric, percent=percent, rows=[], columns=[])
+    for run in runs:
+        row, col = row_col(run)
+        if row not in table.rows:
+            table.rows.append(row)
+        if col not in table.columns:
+            table.columns.append(col)
+        table.cells.setdefault((row, col), Cell([])).values.append(float(run["metrics"][f"test_{metric}"]))
+    return table
+
+
+def paper_results() -> dict:
+    return yaml.safe_load(resources.files("fixpt").joinpath("paper_results.yaml").read_text())
+
+
+def attach_paper(table: Table, layout: str) -> None:
+    """Put the paper's published numbers beside ours (``--compare paper``)."""
+    published = paper_results()
+    if layout not in published:
+        raise FixptError(f"the paper publishes no numbers for the {layout!r} layout; --compare paper works with "
+                         f"{', '.join(published)}")
+    entry = published[layout]
+    table.source = entry["source"]
+    scale = 100.0 if entry["scale"] == "percent" else 1.0
+    matched = 0
+    for (row, col), cell in table.cells.items():
+        values = entry["cells"].get(row, {}).get(col)
+        if values is not None:
+            cell.paper = (values[0] / scale, values[1] / scale)
+            matched += 1
+    if not matched:
+        raise FixptError(f"no cell of this sweep matches the paper's {layout} (rows {', '.join(entry['cells'])})")
+
+
+def _cell_text(table: Table, row: str, col: str, *, bold: tuple[str, str] = ("", ""), pm: str = "±") -> str:
+    cell = table.cells.get((row, col))
+    if cell is None:
+        return "-"
+    text = f"{_fmt_value(cell.mean, table.percent)} {pm} {_fmt_value(cell.std, table.percent)}"
+    if table.best(col) == row:
+        text = f"{bold[0]}{text}{bold[1]}"
+    if cell.paper is not None:
+        diff = cell.mean - cell.paper[0]
+        sign = "+" if diff >= 0 else "-"
+        text += f" (paper {_fmt_value(cell.paper[0], table.percent)}, {sign}{_fmt_value(abs(diff), table.percent)})"
+    return text
+
+
+def _n_note(table: Table) -> str:
+    ns = sorted({c.n for c in table.cells.values()})
+    return f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+
+
+def render(table: Table, fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise FixptError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    unit = "%" if table.percent else ""
+    if fmt == "md":
+        lines = [f"| {table.metric}{f' ({unit})' if unit else ''}, mean ± std over {_n_note(table)} seeds | "
+                 + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
+        for r in table.rows:
+            lines.append(f"| {r} | " + " | ".join(_cell_text(table, r, c, bold=("**", "**")) for c in table.columns) + " |")
+        if table.source:
+            lines.append(f"\n(paper X, +-d): the published mean and our difference; source: {table.source}")
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        esc = lambda s: s.replace("%", r"\%").replace("_", r"\_")  # noqa: E731
+        lines = [r"\begin{tabular}{l" + "c" * len(table.columns) + "}", r"\toprule",
+                 " & ".join([""] + [esc(c) for c in table.columns]) + r" \\", r"\midrule"]
+        for r in table.rows:
+            cells = [esc(_cell_text(table, r, c, bold=(r"\textbf{", "}"), pm=r"$\pm$")) for c in table.columns]
+            lines.append(" & ".join([esc(r)] + cells) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    records = []
+    for r in table.rows:
+        for c in table.columns:
+            cell = table.cells.get((r, c))
+            if cell is None:
+                continue
+            rec = {"row": r, "column": c, "metric": table.metric, "mean": cell.mean, "std": cell.std, "n": cell.n,
+                   "best": table.best(c) == r, "values": cell.values}
+            if cell.paper is not None:
+                rec.update(paper_mean=cell.paper[0], paper_std=cell.paper[1], diff=cell.mean - cell.paper[0])
+            records.append(rec)
+    if fmt == "json":
+        return json.dumps({"title": table.title, "metric": table.metric, "source": table.source, "cells": records}) + "\n"
+    buf = io.StringIO()
+    keys = ["row", "column", "metric", "mean", "std", "n", "best", "paper_mean", "paper_std", "diff"]
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()

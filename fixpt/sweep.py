@@ -1,0 +1,314 @@
+"""Sweeps: a YAML preset expanded into runs, run resumably, one directory per run.
+
+A preset (``presets/*.yaml``; the README documents the format with an annotated example)::
+
+    description: what the sweep reproduces
+    report: table5          # the layout ``fixpt report`` uses: table5, table1 or generic
+    model: [gnn, itergnn, pign]
+    seeds: 10               # seeds 0 .. N-1 (``--seeds`` overrides)
+    base: {epochs: 200}     # one value per key, for every run
+    grid:                   # lists expand as a Cartesian product; a list of grids is their union
+      backbone: [gcn, gat]
+      dataset: [cora, citeseer]
+
+Keys are flat: any field of the model's config, of the data config or of the training config
+(``epochs``, ``lr``, ``seed``, ...). A key that no config of a run's model knows is an error that
+names it. Each run directory holds ``config.json`` (the resolved configs), then ``ckpt.pt`` and
+last ``metrics.json``, each written atomically: a run is complete exactly when ``metrics.json``
+exists, so a sweep killed at any moment loses only the runs in flight, and rerunning the same
+command skips the complete runs. A failed run leaves ``error.json`` instead and is retried on the
+next invocation. The sweep directory's ``index.json`` lists every planned run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing as mp
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from .checkpoint import atomic_write
+from .config import field_names, from_dict, to_dict
+from .errors import FixptError
+from .registry import get_spec, list_models
+from .tasks import get_task
+from .train import TrainConfig
+
+PRESET_KEYS = ("description", "report", "model", "seeds", "base", "grid")
+LAYOUTS = ("table5", "table1", "generic")
+INDEX = "index.json"
+
+
+@dataclass
+class Run:
+    """One point of a sweep: a model name and its flat parameters (seed included)."""
+
+    model: str
+    params: dict[str, Any]
+    id: str = ""
+    configs: dict[str, dict] = field(default_factory=dict)  # resolved model / data / train configs
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "model": self.model, "params": self.params}
+
+
+@dataclass
+class Sweep:
+    name: str
+    description: str
+    report: str
+    runs: list[Run]
+    varying: list[str]  # keys that take more than one value (model included), in grid order
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise FixptError(f"preset {path} does not exist; the shipped presets are in presets/ (e.g. presets/table5.yaml)")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise FixptError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise FixptError(f"{path} must hold a mapping with keys {', '.join(PRESET_KEYS)}")
+    return doc
+
+
+def parse_set(items: Iterable[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs; values are YAML (``alpha=0.7``, ``backbone=[gcn,sage]``)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise FixptError(f"--set {item!r} must look like key=value (e.g. --set epochs=50 or --set backbone=[gcn,sage])")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _split(model: str, params: dict[str, Any]) -> dict[str, dict]:
+    """Route flat keys to the model, data and training configs; an unknown key is an error."""
+    spec = get_spec(model)
+    task = get_task(spec.task)
+    sections = {"model": field_names(spec.config), "data": field_names(task.data_config), "train": field_names(TrainConfig)}
+    out: dict[str, dict] = {k: {} for k in sections}
+    for key, value in params.items():
+        where = [s for s, names in sections.items() if key in names]
+        if not where:
+            valid = sorted(n for names in sections.values() for n in names)
+            raise FixptError(f"preset key {key!r} is not a config key of model {model!r} (nor of its data or training "
+                             f"config); valid keys: {', '.join(valid)}")
+        out[where[0]][key] = value
+    return out
+
+
+def resolve(run: Run) -> None:
+    """Fill ``run.configs`` (every default made explicit) and ``run.id``; errors name the bad key."""
+    parts = _split(run.model, run.params)
+    spec = get_spec(run.model)
+    task = get_task(spec.task)
+    run.configs = {
+        "model": to_dict(from_dict(spec.config, parts["model"], what=f"{run.model} config")),
+        "data": to_dict(from_dict(task.data_config, parts["data"], what="data config")),
+        "train": to_dict(from_dict(TrainConfig, parts["train"], what="train config")),
+    }
+    digest = hashlib.sha1(json.dumps({"model": run.model, **run.configs}, sort_keys=True).encode()).hexdigest()[:8]
+    run.id = f"{run.model}-{digest}"
+
+
+def _grid_points(grid: dict) -> list[dict]:
+    if not isinstance(grid, dict):
+        raise FixptError(f"a grid must map keys to lists of values; got {grid!r}")
+    keys = list(grid)
+    values = [v if isinstance(v, list) else [v] for v in grid.values()]
+    for k, v in zip(keys, values):
+        if not v:
+            raise FixptError(f"grid key {k!r} has an empty list of values")
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[str, Any] | None = None) -> Sweep:
+    """Expand a preset into runs. ``overrides`` (from ``--set``) replace base keys; a list value becomes a grid axis."""
+    path = Path(path)
+    doc = _read_yaml(path)
+    unknown = [k for k in doc if k not in PRESET_KEYS]
+    if unknown:
+        raise FixptError(f"{path}: unknown preset key {', '.join(map(repr, unknown))}; valid keys: {', '.join(PRESET_KEYS)}")
+    report = doc.get("report", "generic")
+    if report not in LAYOUTS:
+        raise FixptError(f"{path}: report must be one of {', '.join(LAYOUTS)}; got {report!r}")
+    base = dict(doc.get("base") or {})
+    if not isinstance(base, dict):
+        raise FixptError(f"{path}: base must be a mapping of config keys to single values")
+    grids = doc.get("grid") or {}
+    grids = grids if isinstance(grids, list) else [grids]
+    grids = [dict(g) for g in grids] or [{}]
+    top_model = doc.get("model")
+    n_seeds = seeds if seeds is not None else doc.get("seeds", 1)
+    if not isinstance(n_seeds, int) or n_seeds < 1:
+        raise FixptError(f"seeds must be a positive integer; got {n_seeds!r}")
+    for key, value in (overrides or {}).items():
+        if key == "model":
+            top_model = value
+            for g in grids:
+                g.pop("model", None)
+        elif isinstance(value, list):
+            for g in grids:
+                g[key] = value
+            base.pop(key, None)
+        else:
+            base[key] = value
+            for g in grids:
+                g.pop(key, None)
+    runs: list[Run] = []
+    axes: dict[str, set] = {}
+    for grid in grids:
+        grid = dict(grid)
+        if "model" not in grid:
+            if top_model is None:
+                raise FixptError(f"{path}: name the model (top-level 'model:' or a grid key); known: {', '.join(list_models())}")
+            grid["model"] = top_model
+        if "seed" not in base:
+            grid.setdefault("seed", list(range(n_seeds)))
+        for point in _grid_points(grid):
+            params = {**base, **point}
+            model = params.pop("model")
+            if model not in list_models():
+                raise FixptError(f"{path}: unknown model {model!r}; known: {', '.join(list_models())}")
+            run = Run(model=model, params=params)
+            resolve(run)
+            runs.append(run)
+            for k, v in point.items():
+                axes.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
+    ids = [r.id for r in runs]
+    if len(set(ids)) != len(ids):
+        runs = list({r.id: r for r in runs}.values())  # the union of grids may name a run twice: run it once
+    varying = [k for k, v in axes.items() if len(v) > 1 and k != "seed"]
+    return Sweep(name=path.stem, description=str(doc.get("description", "")), report=report, runs=runs, varying=varying)
+
+
+def run_dir(out: Path, run: Run) -> Path:
+    return out / "runs" / run.id
+
+
+def status(out: Path, run: Run) -> str:
+    d = run_dir(out, run)
+    if (d / "metrics.json").is_file():
+        return "done"
+    if (d / "error.json").is_file():
+        return "failed"
+    return "pending"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def write_index(out: Path, sweep: Sweep, preset: str) -> None:
+    """``index.json``: every run ever planned into ``out`` (earlier invocations' runs are kept)."""
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / INDEX
+    runs = {}
+    if index_path.is_file():
+        try:
+            old = json.loads(index_path.read_text())
+            runs = {r["id"]: r for r in old.get("runs", [])}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise FixptError(f"{index_path} is damaged; move it away (the run directories are intact) and rerun") from None
+    runs.update({r.id: r.as_dict() for r in sweep.runs})
+    _write_json(index_path, {"preset": preset, "name": sweep.name, "report": sweep.report,
+                             "varying": sweep.varying, "runs": list(runs.values())})
+
+
+def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
+    """Train one run into its directory; never raises (a failure is recorded in ``error.json``)."""
+    from .train import train
+
+    d = run_dir(out, run)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "error.json").unlink(missing_ok=True)
+    _write_json(d / "config.json", {"model": run.model, "params": run.params, **run.configs})
+    start = time.perf_counter()
+    try:
+        metrics = train(run.model, run.configs["model"], run.configs["data"], run.configs["train"], out=d, device=device,
+                        save_ckpt=save_ckpt)
+        return {"id": run.id, "status": "done", "metrics": metrics, "seconds": time.perf_counter() - start}
+    except Exception as e:  # noqa: BLE001 - any failure (divergence, OOM, bad data) is recorded, the sweep goes on
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        _write_json(d / "error.json", {"type": type(e).__name__, "message": message, "traceback": traceback.format_exc()})
+        return {"id": run.id, "status": "failed", "error": f"{type(e).__name__}: {message}", "seconds": time.perf_counter() - start}
+
+
+def _init_worker(threads: int, devices) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    if devices is not None:  # one GPU per worker process
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
+
+
+def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1, save_ckpt: bool = True,
+              on_start: Callable[[Run], None] | None = None, on_done: Callable[[Run, dict], None] | None = None) -> dict:
+    """Run every pending run of ``sweep`` into ``out``; return counts of finished, skipped and failed runs."""
+    todo = [r for r in sweep.runs if status(out, r) != "done"]
+    counts = {"total": len(sweep.runs), "skipped": len(sweep.runs) - len(todo), "finished": 0, "failed": 0, "errors": {}}
+
+    def record(run: Run, result: dict) -> None:
+        counts["finished" if result["status"] == "done" else "failed"] += 1
+        if result["status"] == "failed":
+            counts["errors"][run.id] = result["error"]
+        if on_done is not None:
+            on_done(run, result)
+
+    if workers <= 1:
+        for run in todo:
+            if on_start is not None:
+                on_start(run)
+            record(run, execute(run, out, device, save_ckpt))
+        return counts
+
+    ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+    devices = None
+    if device != "cpu":
+        import torch
+
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n_gpus > 1:
+            devices = ctx.Manager().Queue()
+            for i in range(workers):
+                devices.put(i % n_gpus)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, devices)) as pool:
+        pending = {}
+        queue = list(todo)
+        while queue or pending:
+            while queue and len(pending) < workers:
+                run = queue.pop(0)
+                if on_start is not None:
+                    on_start(run)
+                pending[pool.submit(execute, run, out, device, save_ckpt)] = run
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                run = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except Exception as e:  # noqa: BLE001 - a worker that died (e.g. killed for memory)
+                    result = {"id": run.id, "status": "failed", "error": f"worker died: {e}", "seconds": 0.0}
+                    _write_json(run_dir(out, run) / "error.json", {"type": type(e).__name__, "message": str(e)})
+                record(run, result)
+    return counts
+
+
+def describe(run: Run, keys: list[str]) -> str:
+    """A short label with the values of the varying keys and the seed."""
+    parts = [run.model] if "model" in keys else []
+    parts += [f"{k}={run.params[k]}" for k in keys if k != "model" and k in run.params]
+    parts.append(f"seed={run.params.get('seed', 0)}")
+    return " ".join(parts)
