@@ -142,7 +142,18 @@ def build_table(index: dict, runs: list[dict], layout: str | None = None) -> Tab
         if col not in table.columns:
             table.columns.append(col)
         table.cells.setdefault((row, col), Cell([])).values.append(float(run["metrics"][f"test_{metric}"]))
+    if layout in ("table5", "table1"):  # the paper's order: frameworks, then backbones; datasets, then noise
+        table.rows.sort(key=_paper_order)
+        table.columns.sort(key=_paper_order)
     return table
+
+
+def _paper_order(label: str) -> tuple:
+    words = [FRAMEWORK_LABELS["itergnn"], FRAMEWORK_LABELS["pign"]]
+    framework = next((i + 1 for i, w in enumerate(words) if label.startswith(w)), 0)
+    order = list(BACKBONE_LABELS.values()) + list(DATASET_LABELS.values())
+    item = next((i for i, w in enumerate(order) if w in label), len(order))
+    return framework, item, "%" in label, label
 
 
 def paper_results() -> dict:

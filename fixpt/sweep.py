@@ -55,7 +55,7 @@ class Run:
     model: str
     params: dict[str, Any]
     id: str = ""
-    configs: dict[str, dict] = field(default_factory=dict)  # resolved model / data / train configs
+    configs: dict[str, dict] = field(default_factory=dict)  # resolved model_config / data / train
 
     def as_dict(self) -> dict:
         return {"id": self.id, "model": self.model, "params": self.params}
@@ -115,11 +115,11 @@ def resolve(run: Run) -> None:
     spec = get_spec(run.model)
     task = get_task(spec.task)
     run.configs = {
-        "model": to_dict(from_dict(spec.config, parts["model"], what=f"{run.model} config")),
+        "model_config": to_dict(from_dict(spec.config, parts["model"], what=f"{run.model} config")),
         "data": to_dict(from_dict(task.data_config, parts["data"], what="data config")),
         "train": to_dict(from_dict(TrainConfig, parts["train"], what="train config")),
     }
-    digest = hashlib.sha1(json.dumps({"model": run.model, **run.configs}, sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha1(json.dumps({"name": run.model, **run.configs}, sort_keys=True).encode()).hexdigest()[:8]
     run.id = f"{run.model}-{digest}"
 
 
@@ -237,7 +237,7 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
     _write_json(d / "config.json", {"model": run.model, "params": run.params, **run.configs})
     start = time.perf_counter()
     try:
-        metrics = train(run.model, run.configs["model"], run.configs["data"], run.configs["train"], out=d, device=device,
+        metrics = train(run.model, run.configs["model_config"], run.configs["data"], run.configs["train"], out=d, device=device,
                         save_ckpt=save_ckpt)
         return {"id": run.id, "status": "done", "metrics": metrics, "seconds": time.perf_counter() - start}
     except Exception as e:  # noqa: BLE001 - any failure (divergence, OOM, bad data) is recorded, the sweep goes on

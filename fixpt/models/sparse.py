@@ -17,10 +17,16 @@ rule (:math:`M \dot x`), so training, ``torch.func.jvp`` / ``vjp`` (used by
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import degree
+
+# CSR products have been stable for years; the beta notice and the invariant-check notice only confuse users
+warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support is in beta")
+warnings.filterwarnings("ignore", message=r"Sparse invariant checks are implicitly disabled")
 
 PROPAGATIONS = ("gcn", "mean", "sym")
 SPARSE_INPUT_DENSITY = 0.1  # below this fraction of non-zeros, input features go through CSR products

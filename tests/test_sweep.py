@@ -1,0 +1,176 @@
+"""Presets, sweeps and their resumption: grid expansion, bad keys, failures, SIGKILL midway."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fixpt.cli import app
+from fixpt.errors import FixptError
+from fixpt.sweep import load_preset, parse_set
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+TINY = """
+report: table5
+model: [gnn, pign]
+seeds: 2
+base: {epochs: 3, dataset: csbm, csbm_nodes: 120, hidden: 8}
+grid: {backbone: [gcn, sage], noise: [0.0, 0.5]}
+"""
+
+
+def write(tmp_path, text, name="preset.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_grid_is_the_product_times_seeds(tmp_path):
+    sweep = load_preset(write(tmp_path, TINY))
+    assert len(sweep.runs) == 2 * 2 * 2 * 2  # models x backbones x noise x seeds
+    assert len({r.id for r in sweep.runs}) == len(sweep.runs)
+    assert sweep.varying == ["backbone", "noise", "model"]
+    pign = [r for r in sweep.runs if r.model == "pign"][0]
+    assert pign.configs["model_config"]["hidden"] == 8 and pign.configs["train"]["epochs"] == 3
+    assert pign.configs["model_config"]["alpha"] == 0.5  # defaults are made explicit
+
+
+def test_seeds_and_set_override(tmp_path):
+    p = write(tmp_path, TINY)
+    assert len(load_preset(p, seeds=5).runs) == 2 * 2 * 2 * 5
+    sweep = load_preset(p, overrides=parse_set(["backbone=gat", "noise=[0.0, 0.2, 0.5]", "epochs=7"]))
+    assert len(sweep.runs) == 2 * 3 * 2
+    assert {r.params["backbone"] for r in sweep.runs} == {"gat"}
+    assert {r.configs["train"]["epochs"] for r in sweep.runs} == {7}
+    assert load_preset(p, overrides={"seed": 4}).runs[0].params["seed"] == 4  # one seed, as asked
+
+
+def test_union_of_grids(tmp_path):
+    text = """
+model: pign
+base: {dataset: csbm}
+grid:
+  - {model: gnn, layers: [2, 3]}
+  - {max_iter: [1, 2, 4]}
+"""
+    sweep = load_preset(write(tmp_path, text))
+    assert sorted((r.model, r.params.get("layers"), r.params.get("max_iter")) for r in sweep.runs) == [
+        ("gnn", 2, None), ("gnn", 3, None), ("pign", None, 1), ("pign", None, 2), ("pign", None, 4)]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("model: pign\nbase: {alhpa: 0.5}", "'alhpa'"),
+    ("model: gnn\ngrid: {max_iter: [1, 2]}", "'max_iter' is not a config key of model 'gnn'"),
+    ("model: pign\ngird: {alpha: [0.5]}", "unknown preset key 'gird'"),
+    ("model: nope", "unknown model 'nope'"),
+    ("model: pign\nbase: {backbone: gin}", "backbone"),
+    ("model: pign\nreport: table9", "report must be one of"),
+    ("model: pign\nseeds: 0", "seeds must be a positive integer"),
+    ("base: {}", "name the model"),
+    ("model: [pign\n", "not valid YAML"),
+])
+def test_bad_presets_name_the_problem(tmp_path, text, needle):
+    with pytest.raises(FixptError, match=None) as e:
+        load_preset(write(tmp_path, text))
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "presets").glob("*.yaml")))
+def test_shipped_presets_expand(preset):
+    sweep = load_preset(REPO / "presets" / preset, seeds=1)
+    assert sweep.runs and sweep.description
+
+
+def test_sweep_runs_records_and_resumes(tmp_path):
+    p, out = write(tmp_path, TINY), tmp_path / "sw"
+    res = run("sweep", p, "--out", out, "--json", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert (summary["finished"], summary["skipped"], summary["failed"]) == (16, 0, 0)
+    index = json.loads((out / "index.json").read_text())
+    assert len(index["runs"]) == 16 and index["report"] == "table5"
+    for r in index["runs"]:
+        d = out / "runs" / r["id"]
+        assert {"config.json", "metrics.json", "ckpt.pt"} <= {f.name for f in d.iterdir()}
+        cfg = json.loads((d / "config.json").read_text())
+        assert cfg["model"] == r["model"] and cfg["train"]["seed"] == r["params"]["seed"]
+    again = json.loads(run("sweep", p, "--out", out, "--json", "--device", "cpu").stdout)
+    assert (again["finished"], again["skipped"]) == (0, 16)
+
+
+def test_dry_run_writes_nothing_and_no_ckpt(tmp_path):
+    p, out = write(tmp_path, TINY), tmp_path / "sw"
+    res = run("sweep", p, "--out", out, "--dry-run", "--json")
+    assert res.exit_code == 0 and not out.exists()
+    plan = json.loads(res.stdout)
+    assert len(plan["runs"]) == 16 and {r["status"] for r in plan["runs"]} == {"pending"}
+    res = run("sweep", p, "--out", out, "--no-ckpt", "--set", "model=gnn", "--seeds", "1", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert not list(out.glob("runs/*/ckpt.pt")) and len(list(out.glob("runs/*/metrics.json"))) == 4
+
+
+def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    text = """
+model: gnn
+seeds: 1
+base: {epochs: 2, csbm_nodes: 100, data_root: %s}
+grid: {dataset: [csbm, cora]}
+""" % (tmp_path / "empty")
+    out = tmp_path / "sw"
+    res = run("sweep", write(tmp_path, text), "--out", out, "--device", "cpu")
+    assert res.exit_code == 1, res.output
+    assert "1 finished, 0 skipped (already complete), 1 failed" in res.stdout
+    errors = list(out.glob("runs/*/error.json"))
+    assert len(errors) == 1 and "planetoid" in json.loads(errors[0].read_text())["message"].lower()
+    assert len(list(out.glob("runs/*/metrics.json"))) == 1
+
+
+def test_workers_run_in_separate_processes(tmp_path):
+    out = tmp_path / "sw"
+    res = run("sweep", write(tmp_path, TINY), "--out", out, "--workers", "2", "--set", "model=gnn", "--json", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["finished"] == 8
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun_reports_every_run_once(tmp_path):
+    text = """
+report: generic
+model: pign
+seeds: 6
+base: {epochs: 60, dataset: csbm, csbm_nodes: 300, hidden: 16}
+grid: {alpha: [0.5, 0.8]}
+"""
+    p, out = write(tmp_path, text), tmp_path / "sw"
+    cmd = [sys.executable, "-m", "fixpt", "sweep", str(p), "--out", str(out), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while len(list(out.glob("runs/*/metrics.json"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(out.glob("runs/*/metrics.json")))
+    assert 3 <= done_before < 12, "the sweep must be killed midway"
+    res = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["skipped"] == done_before and summary["finished"] == 12 - done_before
+    report = run("report", out, "--format", "json")
+    assert report.exit_code == 0, report.output
+    cells = json.loads(report.stdout)["cells"]
+    assert sorted(c["n"] for c in cells) == [6, 6]  # 12 runs, each reported exactly once
+    index_ids = [r["id"] for r in json.loads((out / "index.json").read_text())["runs"]]
+    assert len(index_ids) == len(set(index_ids)) == 12
