@@ -138,7 +138,8 @@ def _make_train_command(name: str):
 
             def on_epoch(epoch: int, ev: dict) -> None:
                 progress.update(bar, completed=epoch,
-                                stats=f"loss {ev['train_loss']:.3f}  val {task.metric} {ev['val_' + task.metric]:.3f}")
+                                stats=f"loss {ev['train_loss']:.3f}  " + "  ".join(
+                                    f"{k.replace('_', ' ')} {v:.3f}" for k, v in ev.items() if k.startswith("val_") and k != "val_loss"))
 
             metrics = train(name, cfgs["model"], cfgs["data"], cfgs["train"], out=out_dir, device=kw["device"], on_epoch=on_epoch)
         if kw["as_json"]:
@@ -205,33 +206,34 @@ def iterate(
     if split not in ("train", "val", "test"):
         raise FixptError(f"unknown split {split!r}; use train, val or test")
     scores = []
+    metric = metric_of(data)
     with torch.no_grad(), cached_weights(model):
         f, P = model.operator(data)
         scores.append(task.score(model.decode(f, data), data, split))
         sol = solve(P, f,
                     callback=lambda k, z: scores.append(task.score(model.decode(z, data), data, split)), **opts)
-    rows = [{"k": 0, "residual": None, "abs_residual": None, task.metric: scores[0]}]
+    rows = [{"k": 0, "residual": None, "abs_residual": None, metric: scores[0]}]
     for k in range(1, sol.n_iter + 1):
         rows.append({"k": k, "residual": float(sol.rel_trace[k - 1].max()), "abs_residual": float(sol.abs_trace[k - 1].max()),
-                     task.metric: scores[k] if k < len(scores) else None})
+                     metric: scores[k] if k < len(scores) else None})
     result = {"model": spec.name, "solver": opts["method"], "alpha": opts["alpha"], "tol": opts["tol"], "split": split,
               "iterations": rows, "converged_at": sol.n_iter if sol.converged else None, "n_evals": sol.n_evals,
               "diverged": sol.diverged}
     if plot is not None:
         from .plots import plot_iterations
 
-        plot_iterations(rows, task.metric, result["converged_at"], plot, label=f"{split} {task.metric}",
+        plot_iterations(rows, metric, result["converged_at"], plot, label=f"{split} {metric}",
                         title=f"{spec.name} ({opts['method']}, alpha={opts['alpha']})")
     if as_json:
         print_json(result)
     else:
         table = Table(title=f"{spec.name}: {opts['method']} iteration, alpha={opts['alpha']}, tol={opts['tol']}")
-        for col in ("k", "residual (rel)", "residual (abs)", f"{split} {task.metric}"):
+        for col in ("k", "residual (rel)", "residual (abs)", f"{split} {metric}"):
             table.add_column(col, justify="right")
         for r in rows:
             table.add_row(str(r["k"]), "-" if r["residual"] is None else f"{r['residual']:.3e}",
                           "-" if r["abs_residual"] is None else f"{r['abs_residual']:.3e}",
-                          "-" if r[task.metric] is None else f"{r[task.metric]:.4f}")
+                          "-" if r[metric] is None else f"{r[metric]:.4f}")
         out.print(table)
         if sol.diverged:
             out.print(f"[red]diverged[/]: non-finite values at iteration {sol.n_iter}")

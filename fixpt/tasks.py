@@ -15,11 +15,14 @@ from .errors import FixptError
 
 
 class NodeClassification:
-    """Full-graph node classification on the standard split; the metric is accuracy."""
+    """Full-graph node classification on the standard split, scored by accuracy, or by macro F1
+    where the data set says so (``data.metric = "f1"``: LRGB PascalVOC-SP, see :mod:`fixpt.data.lrgb`)."""
 
     name = "node-classification"
     data_config = GraphDataConfig
-    metric = "accuracy"
+
+    def metric_of(self, data) -> str:
+        return getattr(data, "metric", "accuracy")
 
     def load(self, cfg: GraphDataConfig):
         return load_graph(cfg)
@@ -33,7 +36,21 @@ class NodeClassification:
 
     def score(self, out: Tensor, data, split: str) -> float:
         mask = getattr(data, f"{split}_mask")
-        return float((out[mask].argmax(-1) == data.y[mask]).float().mean())
+        pred, target = out[mask].argmax(-1), data.y[mask]
+        if self.metric_of(data) == "f1":
+            return macro_f1(pred, target, out.shape[-1])
+        return float((pred == target).float().mean())
+
+
+def macro_f1(pred: Tensor, target: Tensor, num_classes: int) -> float:
+    r"""Macro-averaged F1 over the classes present in ``target`` or ``pred`` (scikit-learn's
+    ``f1_score(average="macro")``, the LRGB metric): :math:`F_1^c = 2TP_c / (2TP_c + FP_c + FN_c)`."""
+    cm = torch.bincount(target * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    tp = cm.diagonal().double()
+    fp, fn = cm.sum(0).double() - tp, cm.sum(1).double() - tp
+    present = (cm.sum(0) + cm.sum(1)) > 0
+    f1 = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
+    return float(f1[present].mean()) if present.any() else 0.0
 
 
 TASKS = {t.name: t for t in (NodeClassification(),)}

@@ -4,6 +4,7 @@ atomic checkpoint and metrics."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -28,10 +29,13 @@ class TrainConfig:
     weight_decay: float = field(default=5e-4, metadata={"help": "Adam weight decay"})
     patience: int = field(default=100, metadata={"help": "stop after this many epochs without a better validation score"})
     seed: int = field(default=0, metadata={"help": "seed of the model's initialisation and dropout"})
+    param_budget: int = field(default=0, metadata={"help": "if > 0: set hidden to the widest that keeps trainable parameters <= this"})
 
     def validate(self) -> None:
         if self.epochs < 1:
             raise FixptError(f"epochs={self.epochs} must be >= 1")
+        if self.param_budget < 0:
+            raise FixptError(f"param_budget={self.param_budget} must be >= 0 (0: no budget)")
 
 
 def seed_everything(seed: int) -> None:
@@ -39,7 +43,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def build(name: str, model_cfg: dict, data_cfg: dict, device: torch.device):
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def fit_hidden(spec, mcfg, in_dim: int, out_dim: int, budget: int):
+    """The config with the largest ``hidden`` (a multiple of ``heads`` for attention models, else of 8)
+    whose model has at most ``budget`` trainable parameters; models are built on the meta device,
+    so the search allocates nothing. Parameters grow with ``hidden``, so bisection finds it."""
+    if not hasattr(mcfg, "hidden"):
+        raise FixptError(f"param_budget needs a model with a 'hidden' width; {spec.name} has none")
+    step = getattr(mcfg, "heads", 8) if getattr(mcfg, "backbone", "") == "gat" else 8
+
+    def size(h: int) -> int:
+        with torch.device("meta"):
+            return count_parameters(spec.cls(dataclasses.replace(mcfg, hidden=h), in_dim, out_dim))
+
+    if size(step) > budget:
+        raise FixptError(f"param_budget={budget} is below the smallest {spec.name} model ({size(step)} parameters at hidden={step})")
+    lo, hi = 1, 2
+    while size(hi * step) <= budget:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if size(mid * step) <= budget else (lo, mid)
+    return dataclasses.replace(mcfg, hidden=lo * step)
+
+
+def build(name: str, model_cfg: dict, data_cfg: dict, device: torch.device, param_budget: int = 0):
     """Resolve configs, load the data and build the model: (spec, task, model, data, cfgs)."""
     spec = get_spec(name)
     task = get_task(spec.task)
@@ -47,6 +78,8 @@ def build(name: str, model_cfg: dict, data_cfg: dict, device: torch.device):
     dcfg = from_dict(task.data_config, data_cfg, what="data config")
     data = task.load(dcfg)
     in_dim, out_dim = task.dims(data)
+    if param_budget:
+        mcfg = fit_hidden(spec, mcfg, in_dim, out_dim, param_budget)
     model = spec.cls(mcfg, in_dim, out_dim)
     return spec, task, model.to(device), data.to(device), mcfg, dcfg
 
@@ -55,8 +88,9 @@ def evaluate(model, task, data) -> dict:
     model.eval()
     with torch.no_grad():
         out = model(data)
+        metric = task.metric_of(data)
         return {"val_loss": float(task.loss(out, data, "val")),
-                **{f"{s}_{task.metric}": task.score(out, data, s) for s in ("train", "val", "test")}}
+                **{f"{s}_{metric}": task.score(out, data, s) for s in ("train", "val", "test")}}
 
 
 def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: str | Path | None = None,
@@ -70,9 +104,10 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
     dev = resolve_device(device)
     tcfg = from_dict(TrainConfig, train_cfg, what="train config")
     seed_everything(tcfg.seed)
-    spec, task, model, data, mcfg, dcfg = build(name, model_cfg, data_cfg, dev)
+    spec, task, model, data, mcfg, dcfg = build(name, model_cfg, data_cfg, dev, tcfg.param_budget)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
 
+    metric = task.metric_of(data)
     best = {"key": (-math.inf, -math.inf)}
     start, since_best = time.perf_counter(), 0
     for epoch in range(1, tcfg.epochs + 1):
@@ -85,7 +120,7 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
         opt.step()
         ev = evaluate(model, task, data)
         ev["train_loss"] = loss.item()
-        key = (ev[f"val_{task.metric}"], -ev["val_loss"])
+        key = (ev[f"val_{metric}"], -ev["val_loss"])
         if key > best["key"]:
             best = {"key": key, "epoch": epoch, "state": copy.deepcopy(model.state_dict()), **ev}
             since_best = 0
@@ -100,14 +135,15 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
     evaluate(model, task, data)  # leaves the final (eval-mode) solve in model.last_solution
     metrics = {
         "model": name,
-        f"val_{task.metric}": best[f"val_{task.metric}"],
-        f"test_{task.metric}": best[f"test_{task.metric}"],
-        f"train_{task.metric}": best[f"train_{task.metric}"],
+        f"val_{metric}": best[f"val_{metric}"],
+        f"test_{metric}": best[f"test_{metric}"],
+        f"train_{metric}": best[f"train_{metric}"],
         "val_loss": best["val_loss"],
         "best_epoch": best["epoch"],
         "epochs_run": epoch,
         "seconds": time.perf_counter() - start,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": count_parameters(model),
+        "hidden": getattr(mcfg, "hidden", None),
         "device": str(dev),
     }
     solution = getattr(model, "last_solution", None)

@@ -11,12 +11,12 @@ from torch_geometric.data import Data
 
 from ..errors import FixptError
 
-DATASETS = ("csbm", "longrange", "cora", "citeseer", "pubmed")
+DATASETS = ("csbm", "longrange", "cora", "citeseer", "pubmed", "pascalvoc-sp")
 
 
 @dataclass
 class GraphDataConfig:
-    dataset: str = field(default="csbm", metadata={"choices": DATASETS, "help": "csbm or longrange (generated, offline), or a Planetoid set"})
+    dataset: str = field(default="csbm", metadata={"choices": DATASETS, "help": "csbm or longrange (generated, offline), a Planetoid set, or LRGB pascalvoc-sp"})
     noise: float = field(default=0.0, metadata={"help": "drop-in noise p: +1 on floor(p*N*F) feature entries"})
     noise_seed: int = field(default=2147483647, metadata={"help": "seed of the noise draw (fixed, so all runs see one graph)"})
     data_root: str = field(default="", metadata={"help": "folder holding planetoid/<Name>/raw (default: $FIXPT_DATA, else ~/.cache/fixpt)"})
@@ -72,12 +72,18 @@ def _load_cached(cfg_key: tuple) -> Data:
         from .longrange import make_longrange
 
         data = make_longrange(cfg)
+    elif cfg.dataset == "pascalvoc-sp":
+        from .lrgb import NUM_CLASSES, load_lrgb
+
+        data = load_lrgb(cfg.data_root)
+        data.num_classes = NUM_CLASSES  # a split may miss a class; the output layer has all 21
     else:
         from .planetoid import load_planetoid
 
         data = load_planetoid(cfg.dataset, cfg.data_root)
     data.x = drop_in_noise(data.x, cfg.noise, cfg.noise_seed)
-    data.num_classes = int(data.y.max()) + 1
+    if "num_classes" not in data:
+        data.num_classes = int(data.y.max()) + 1
     return data
 
 
