@@ -103,9 +103,8 @@ def _fmt_value(v: float, percent: bool) -> str:
     return f"{100 * v:.1f}" if percent else f"{v:.4f}"
 
 
-def _label(run: dict, key: str) -> str:
-    value = run["params"].get(key, "-")
-    return f"{key}={value}"
+def _label(run: dict, key: str) -> str | None:
+    return f"{key}={run['params'][key]}" if key in run["params"] else None
 
 
 def build_table(index: dict, runs: list[dict], layout: str | None = None) -> Table:
@@ -127,7 +126,7 @@ def build_table(index: dict, runs: list[dict], layout: str | None = None) -> Tab
             row, col, used = FRAMEWORK_LABELS.get(model, model), backbone, {"model", "backbone"}
         else:
             row, col, used = "run", f"test {metric}", set()
-        extra = [_label(run, k) for k in varying if k not in used]
+        extra = [label for k in varying if k not in used | {"model"} and (label := _label(run, k))]
         if layout == "generic":
             row = " ".join(([model] if "model" in varying else []) + extra) or model
         elif extra:

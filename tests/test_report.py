@@ -1,0 +1,127 @@
+"""`fixpt report`: aggregation, the paper layouts, --compare paper, formats, plots and bad input."""
+
+import csv
+import io
+import json
+import statistics
+
+import pytest
+from typer.testing import CliRunner
+
+from fixpt.cli import app
+from fixpt.report import paper_results
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def make_sweep(root, runs, report="table5", varying=("model", "backbone", "dataset", "noise")):
+    """A sweep directory as `fixpt sweep` writes it: index.json and runs/<id>/metrics.json."""
+    root.mkdir(parents=True, exist_ok=True)
+    index = []
+    for i, (model, params, metrics) in enumerate(runs):
+        rid = f"{model}-{i:08x}"
+        index.append({"id": rid, "model": model, "params": params})
+        if metrics is not None:
+            d = root / "runs" / rid
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps(metrics))
+    (root / "index.json").write_text(json.dumps({"name": "t", "report": report, "varying": list(varying), "runs": index}))
+    return root
+
+
+SCORES = {  # (model, backbone, dataset, noise) -> test accuracies over seeds
+    ("gnn", "gcn", "cora", 0.0): [0.80, 0.82, 0.81],
+    ("gnn", "gcn", "cora", 0.5): [0.30, 0.36, 0.33],
+    ("pign", "gcn", "cora", 0.0): [0.77, 0.78, 0.76],
+    ("pign", "gcn", "cora", 0.5): [0.45, 0.41, 0.44],
+    ("pign", "gat", "citeseer", 0.5): [0.35, 0.33],
+}
+
+
+@pytest.fixture
+def table5_dir(tmp_path):
+    runs = [(m, {"backbone": b, "dataset": d, "noise": n, "seed": s}, {"test_accuracy": v})
+            for (m, b, d, n), vals in SCORES.items() for s, v in enumerate(vals)]
+    runs.append(("gnn", {"backbone": "gat", "dataset": "cora", "noise": 0.0, "seed": 0}, None))  # planned, unfinished
+    return make_sweep(tmp_path, runs)
+
+
+def test_table5_layout_mean_std_and_bold(table5_dir):
+    res = run("report", table5_dir, "--format", "json")
+    assert res.exit_code == 0, res.output
+    cells = {(c["row"], c["column"]): c for c in json.loads(res.stdout)["cells"]}
+    for (m, b, d, n), vals in SCORES.items():
+        label = {"gcn": "GCN", "gat": "GAT"}[b]
+        row = label if m == "gnn" else f"PIGN with {label}"
+        col = {"cora": "Cora", "citeseer": "CiteSeer"}[d] + ("-50%" if n else "")
+        c = cells[row, col]
+        assert c["mean"] == pytest.approx(statistics.mean(vals)) and c["std"] == pytest.approx(statistics.stdev(vals))
+        assert c["n"] == len(vals)
+    assert cells["GCN", "Cora"]["best"] and not cells["PIGN with GCN", "Cora"]["best"]
+    assert cells["PIGN with GCN", "Cora-50%"]["best"]
+    md = run("report", table5_dir).stdout
+    lines = md.splitlines()
+    assert lines[0].split("|")[2:-1] == [" Cora ", " Cora-50% ", " CiteSeer-50% "]  # the paper's column order
+    assert [line.split("|")[1].strip() for line in lines[2:5]] == ["GCN", "PIGN with GCN", "PIGN with GAT"]
+    assert "**81.0 ± 1.0**" in md and "**43.3 ± 2.1**" in md
+    assert "1 of" not in md and "5 of 6" not in md  # the note goes to stderr
+
+
+def test_compare_paper_puts_published_numbers_and_differences(table5_dir):
+    res = run("report", table5_dir, "--compare", "paper", "--format", "csv")
+    assert res.exit_code == 0, res.output
+    rows = {(r["row"], r["column"]): r for r in csv.DictReader(io.StringIO(res.stdout))}
+    published = paper_results()["table5"]["cells"]
+    for (row, col), r in rows.items():
+        mean, _ = published[row][col]
+        assert float(r["paper_mean"]) == pytest.approx(mean / 100)
+        assert float(r["diff"]) == pytest.approx(float(r["mean"]) - mean / 100)
+    md = run("report", table5_dir, "--compare", "paper").stdout
+    assert "(paper 43.4, -0.1)" in md and "Table 5" in md  # PIGN with GCN on Cora-50%: 43.33 vs 43.4
+
+
+def test_latex_escapes_and_bolds(table5_dir):
+    tex = run("report", table5_dir, "--format", "latex").stdout
+    assert r"\begin{tabular}" in tex and r"Cora-50\%" in tex and r"\textbf{81.0 $\pm$ 1.0}" in tex
+
+
+def test_table1_layout_is_fractions_by_backbone(tmp_path):
+    runs = [(m, {"backbone": b, "seed": s}, {"test_f1": v}) for m, b, vals in
+            [("gnn", "sage", [0.30, 0.31]), ("pign", "sage", [0.35, 0.36]), ("pign", "gcn", [0.18, 0.19])]
+            for s, v in enumerate(vals)]
+    d = make_sweep(tmp_path, runs, report="table1", varying=("model", "backbone"))
+    md = run("report", d, "--compare", "paper").stdout
+    assert "| f1, mean ± std over 2 seeds | GCN | GraphSAGE |" in md
+    assert "| PIGN | **0.1850 ± 0.0071** (paper 0.1831, +0.0019) | **0.3550 ± 0.0071** (paper 0.3560, -0.0010) |" in md
+
+
+def test_plots_are_written(tmp_path):
+    runs = [("pign", {"backbone": "gcn", "alpha": a, "max_iter": k, "seed": s},
+             {"test_accuracy": 0.5 + 0.01 * k + 0.001 * s, "residual_trace": [0.5 ** j for j in range(1, k + 1)]})
+            for a in (0.5, 0.8) for k in (1, 2, 4) for s in range(2)]
+    runs += [("gnn", {"backbone": "gcn", "seed": s}, {"test_accuracy": 0.25}) for s in range(2)]
+    d = make_sweep(tmp_path / "sw", runs, report="generic", varying=("model", "alpha", "max_iter"))
+    res = run("report", d, "--plot", tmp_path / "fig")
+    assert res.exit_code == 0, res.output
+    for name in ("score_vs_iterations.png", "residuals.png"):
+        assert (tmp_path / "fig" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "pign alpha=0.5 max_iter=4" in res.stdout  # generic rows: one per combination
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, table5_dir):
+    for args, needle in [((tmp_path / "nowhere",), "not a sweep directory"),
+                         ((table5_dir, "--format", "xml"), "unknown format"),
+                         ((table5_dir, "--compare", "arxiv"), "only reference is 'paper'"),
+                         ((table5_dir, "--layout", "table9"), "unknown layout")]:
+        res = run("report", *args)
+        assert res.exit_code == 2 and needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output
+    empty = make_sweep(tmp_path / "empty", [("gnn", {"seed": 0}, None)])
+    res = run("report", empty)
+    assert res.exit_code == 2 and "no finished runs" in res.stderr
+    generic = make_sweep(tmp_path / "g", [("gnn", {"seed": 0}, {"test_accuracy": 0.5})], report="generic", varying=())
+    res = run("report", generic, "--compare", "paper")
+    assert res.exit_code == 2 and "no numbers for the 'generic' layout" in res.stderr
