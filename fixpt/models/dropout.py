@@ -46,11 +46,11 @@ class FeatureDropout(nn.Module):
 
 
 def dropout_features(x: Tensor, p: float, training: bool = True) -> Tensor | SparseMatrix:
-    """:func:`feature_dropout`, returning a :class:`SparseMatrix` when ``x`` is sparse enough for CSR
-    products (:func:`fixpt.models.sparse.sparse_features`). The kept entries are the same either way."""
+    """Dropout on input features: a :class:`SparseMatrix` with masks on the non-zeros when ``x`` is
+    sparse enough for CSR products (:func:`fixpt.models.sparse.sparse_features`), else plain dropout."""
     sparse = sparse_features(x)
-    if sparse is None:
-        return feature_dropout(x, p, training)
+    if sparse is None:  # dense features (e.g. after drop-in noise): one mask draw per entry is as cheap
+        return F.dropout(x, p, training) if p > 0 else x
     if not training or p == 0.0:
         return sparse
     kept = torch.rand(sparse.values.shape[0], device=x.device) >= p  # one draw per non-zero, row-major order

@@ -22,6 +22,7 @@ from ..errors import FixptError
 from ..registry import register
 from .blocks import BACKBONES, GCNBlock, SAGEBlock
 from .dropout import feature_dropout
+from .sparse import sparse_features
 
 
 @dataclass
@@ -62,7 +63,8 @@ class GNN(nn.Module):
         h = data.x
         for i, conv in enumerate(self.convs):
             if isinstance(conv, GATConv):  # GCN and SAGE blocks drop their own inputs (sparse-aware)
-                drop = feature_dropout if i == 0 else F.dropout  # the input features are sparse
+                sparse = i == 0 and sparse_features(h) is not None  # bag-of-words: masks on the non-zeros only
+                drop = feature_dropout if sparse else F.dropout
                 h = drop(h, self.cfg.dropout, self.training)
             h = conv(h, data.edge_index)
             if i < len(self.convs) - 1:
