@@ -119,7 +119,12 @@ def resolve(run: Run) -> None:
         "data": to_dict(from_dict(task.data_config, parts["data"], what="data config")),
         "train": to_dict(from_dict(TrainConfig, parts["train"], what="train config")),
     }
-    digest = hashlib.sha1(json.dumps({"name": run.model, **run.configs}, sort_keys=True).encode()).hexdigest()[:8]
+    # the id hashes what the preset says (model and flat keys), not the resolved defaults: a new
+    # config field in a later fixpt version must not orphan the runs of a sweep being resumed
+    # (taken after type coercion, so `noise: 0` and `noise: 0.0` name the same run)
+    sections = {"model": "model_config", "data": "data", "train": "train"}
+    given = {k: run.configs[sections[part]][k] for part, keys in parts.items() for k in keys}
+    digest = hashlib.sha1(json.dumps({"model": run.model, "params": given}, sort_keys=True).encode()).hexdigest()[:8]
     run.id = f"{run.model}-{digest}"
 
 

@@ -162,13 +162,22 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
     return metrics
 
 
+def _upgrade_state_dict(state: dict, model: torch.nn.Module) -> dict:
+    """Checkpoints of fixpt 0.1 kept the input layer of PIGN / IterGNN at ``encoder.1`` (after a
+    separate dropout module); it is ``encoder.0`` now."""
+    own = model.state_dict()
+    if "encoder.0.weight" in own and "encoder.0.weight" not in state and "encoder.1.weight" in state:
+        return {("encoder.0." + k[len("encoder.1."):] if k.startswith("encoder.1.") else k): v for k, v in state.items()}
+    return state
+
+
 def load_trained(path: str | Path, device: str = "auto"):
     """Rebuild a trained model and its exact inputs from a checkpoint: (spec, task, model, data, ckpt)."""
     ckpt = load_checkpoint(path)
     dev = resolve_device(device)
     spec, task, model, data, _, _ = build(ckpt["model"], ckpt["config"], ckpt["data"], dev)
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(_upgrade_state_dict(ckpt["state_dict"], model))
     except RuntimeError as e:
         raise FixptError(f"{path}: the stored weights do not fit the '{ckpt['model']}' model of its config "
                          f"({str(e).splitlines()[0][:100]}); the checkpoint is damaged or from another version") from None

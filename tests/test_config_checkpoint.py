@@ -112,3 +112,19 @@ def test_code_in_the_file_is_never_executed(tmp_path):
     with pytest.raises(FixptError):
         load_checkpoint(tmp_path / "evil.pkl")
     assert not marker.exists()
+
+
+def test_checkpoint_of_fixpt_0_1_still_loads(tmp_path):
+    """0.1 kept PIGN's input layer at encoder.1 (behind a dropout module); it is encoder.0 now."""
+    from fixpt.train import load_trained, train
+
+    metrics = train("pign", {"hidden": 8}, {"csbm_nodes": 80}, {"epochs": 2}, out=tmp_path / "new", device="cpu")
+    ckpt = load_checkpoint(tmp_path / "new" / "ckpt.pt")
+    old_state = {(k.replace("encoder.0.", "encoder.1.")): v for k, v in ckpt["state_dict"].items()}
+    assert "encoder.1.weight" in old_state
+    save_checkpoint(tmp_path / "old.pt", model="pign", config=ckpt["config"], data=ckpt["data"], state_dict=old_state,
+                    train=ckpt["train"], metrics=metrics)
+    _, _, new_model, data, _ = load_trained(tmp_path / "new" / "ckpt.pt", device="cpu")
+    _, _, old_model, _, _ = load_trained(tmp_path / "old.pt", device="cpu")
+    with torch.no_grad():
+        assert torch.equal(new_model(data), old_model(data))

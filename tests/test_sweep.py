@@ -57,6 +57,14 @@ def test_seeds_and_set_override(tmp_path):
     assert load_preset(p, overrides={"seed": 4}).runs[0].params["seed"] == 4  # one seed, as asked
 
 
+def test_run_ids_name_what_the_preset_says(tmp_path):
+    a = load_preset(write(tmp_path, "model: pign\nbase: {noise: 0, dataset: csbm}", "a.yaml"))
+    b = load_preset(write(tmp_path, "model: pign\nbase: {noise: 0.0, dataset: csbm}", "b.yaml"))
+    assert [r.id for r in a.runs] == [r.id for r in b.runs]  # the same run, however the number is written
+    c = load_preset(write(tmp_path, "model: pign\nbase: {noise: 0.1, dataset: csbm}", "c.yaml"))
+    assert a.runs[0].id != c.runs[0].id
+
+
 def test_union_of_grids(tmp_path):
     text = """
 model: pign
