@@ -140,7 +140,8 @@ def _grid_points(grid: dict) -> list[dict]:
 
 
 def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[str, Any] | None = None) -> Sweep:
-    """Expand a preset into runs. ``overrides`` (from ``--set``) replace base keys; a list value becomes a grid axis."""
+    """Expand a preset into runs. ``overrides`` (from ``--set``) replace a grid axis where the preset has
+    one (in every grid that has it), else a base key; a list value for a new key becomes a grid axis."""
     path = Path(path)
     doc = _read_yaml(path)
     unknown = [k for k in doc if k not in PRESET_KEYS]
@@ -164,14 +165,16 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
             top_model = value
             for g in grids:
                 g.pop("model", None)
+        elif any(key in g for g in grids):  # replace the axis where the preset has it (a union of grids
+            for g in grids:                  # may give a key to one model only)
+                if key in g:
+                    g[key] = value
         elif isinstance(value, list):
             for g in grids:
                 g[key] = value
             base.pop(key, None)
         else:
             base[key] = value
-            for g in grids:
-                g.pop(key, None)
     runs: list[Run] = []
     axes: dict[str, set] = {}
     for grid in grids:

@@ -57,6 +57,20 @@ def test_seeds_and_set_override(tmp_path):
     assert load_preset(p, overrides={"seed": 4}).runs[0].params["seed"] == 4  # one seed, as asked
 
 
+def test_set_on_a_union_of_grids_replaces_the_axis_where_it_is(tmp_path):
+    text = """
+model: pign
+base: {dataset: csbm}
+grid:
+  - {model: gnn, layers: [2]}
+  - {max_iter: [1, 2, 4]}
+"""
+    sweep = load_preset(write(tmp_path, text), overrides=parse_set(["max_iter=[8,16]"]))
+    assert sorted((r.model, r.params.get("max_iter")) for r in sweep.runs) == [("gnn", None), ("pign", 8), ("pign", 16)]
+    sweep = load_preset(write(tmp_path, text), overrides=parse_set(["max_iter=3", "epochs=5"]))
+    assert sorted((r.model, r.params.get("max_iter"), r.params["epochs"]) for r in sweep.runs) == [("gnn", None, 5), ("pign", 3, 5)]
+
+
 def test_run_ids_name_what_the_preset_says(tmp_path):
     a = load_preset(write(tmp_path, "model: pign\nbase: {noise: 0, dataset: csbm}", "a.yaml"))
     b = load_preset(write(tmp_path, "model: pign\nbase: {noise: 0.0, dataset: csbm}", "b.yaml"))
