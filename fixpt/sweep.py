@@ -150,11 +150,15 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
     report = doc.get("report", "generic")
     if report not in LAYOUTS:
         raise FixptError(f"{path}: report must be one of {', '.join(LAYOUTS)}; got {report!r}")
-    base = dict(doc.get("base") or {})
+    base = doc.get("base") or {}
     if not isinstance(base, dict):
-        raise FixptError(f"{path}: base must be a mapping of config keys to single values")
+        raise FixptError(f"{path}: base must be a mapping of config keys to single values; got {base!r}")
+    base = dict(base)
     grids = doc.get("grid") or {}
     grids = grids if isinstance(grids, list) else [grids]
+    for g in grids:
+        if not isinstance(g, dict):
+            raise FixptError(f"{path}: a grid must map config keys to lists of values; got {g!r}")
     grids = [dict(g) for g in grids] or [{}]
     top_model = doc.get("model")
     n_seeds = seeds if seeds is not None else doc.get("seeds", 1)

@@ -102,6 +102,8 @@ grid:
     ("model: pign\nseeds: 0", "seeds must be a positive integer"),
     ("base: {}", "name the model"),
     ("model: [pign\n", "not valid YAML"),
+    ("model: pign\nbase: [alpha, 0.5]", "base must be a mapping"),
+    ("model: pign\ngrid: [alpha]", "a grid must map config keys"),
 ])
 def test_bad_presets_name_the_problem(tmp_path, text, needle):
     with pytest.raises(FixptError, match=None) as e:
