@@ -71,7 +71,7 @@ def plot_score_vs_iterations(runs: list[dict], metric: str, varying: list[str], 
         return None
     plt = _pyplot()
     keys = [k for k in varying if k not in ("max_iter", "backbone", "seed", "model")]
-    backbones = sorted({r["params"].get("backbone", "gcn") for r in runs})
+    backbones = sorted({r["params"].get("backbone", "gcn") for r in runs if "max_iter" in r["params"]})
     fig, axes = plt.subplots(1, len(backbones), figsize=(5.5 * len(backbones), 4), squeeze=False)
     for ax, bb in zip(axes[0], backbones):
         series: dict[str, dict[int, list[float]]] = {}
@@ -114,8 +114,17 @@ def plot_residuals(runs: list[dict], varying: list[str], path: str | Path) -> Pa
     with_trace = [r for r in runs if r["metrics"].get("residual_trace")]
     if not with_trace:
         return None
+    # when max_iter varies, each configuration's longest solve shows the whole trajectory
+    keys = [k for k in varying if k not in ("backbone", "seed", "model", "max_iter")]
+    longest: dict[tuple, int] = {}
+    for r in with_trace:
+        group = (r["model"], r["params"].get("backbone"), _series_label(r, keys))
+        longest[group] = max(longest.get(group, 0), int(r["params"].get("max_iter", 0)))
+    with_trace = [r for r in with_trace
+                  if int(r["params"].get("max_iter", 0)) == longest[(r["model"], r["params"].get("backbone"), _series_label(r, keys))]]
+    if "max_iter" in varying:
+        keys = keys + ["max_iter"]
     plt = _pyplot()
-    keys = [k for k in varying if k not in ("backbone", "seed", "model")]
     backbones = sorted({r["params"].get("backbone", "gcn") for r in with_trace})
     fig, axes = plt.subplots(1, len(backbones), figsize=(5.5 * len(backbones), 4), squeeze=False)
     for ax, bb in zip(axes[0], backbones):

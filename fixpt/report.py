@@ -144,7 +144,20 @@ def build_table(index: dict, runs: list[dict], layout: str | None = None) -> Tab
     if layout in ("table5", "table1"):  # the paper's order: frameworks, then backbones; datasets, then noise
         table.rows.sort(key=_paper_order)
         table.columns.sort(key=_paper_order)
+    else:  # by model, then by the varying keys' values, numbers as numbers
+        first = {}
+        for run in runs:
+            first.setdefault(row_col(run)[0], run)
+        table.rows.sort(key=lambda r: [first[r]["model"]] + [_sortable(first[r]["params"].get(k)) for k in varying])
     return table
+
+
+def _sortable(value) -> tuple:
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, (int, float)):
+        return (1, float(value), "")
+    return (2, 0.0, str(value))
 
 
 def _paper_order(label: str) -> tuple:
