@@ -2,10 +2,10 @@
 
     FIXPT_DATA=../shared/data python benchmarks/cora_run.py [--epochs 20] [--noise 0.0]
 
-1. Per epoch (a training step and the evaluation pass) of PIGN on Cora, GCN and GraphSAGE blocks:
-   ours (CSR sparse products for propagation and for the sparse input features) against the
-   same model with torch-geometric's ``GCNConv(cached=True)`` / ``SAGEConv`` blocks and a dense
-   input layer with non-zero-only dropout (fixpt 0.1). The weights are copied across, and the
+1. Per epoch (a training step and the evaluation pass) of PIGN on Cora, GCN, GraphSAGE and GAT
+   blocks: ours (CSR sparse products for propagation, attention aggregation and the sparse input
+   features) against the same model with torch-geometric's ``GCNConv(cached=True)`` /
+   ``SAGEConv`` / ``GATConv`` blocks and a dense input layer with non-zero-only dropout (fixpt 0.1). The weights are copied across, and the
    two forward passes are checked to agree before anything is timed. Variants alternate in
    rounds; medians are reported, and their ratio.
 2. Loading: the first ``load_graph`` of a process (raw files -> PyG processing -> row
@@ -25,7 +25,7 @@ from torch import nn
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
 
-from torch_geometric.nn import GCNConv, SAGEConv  # noqa: E402
+from torch_geometric.nn import GATConv, GCNConv, SAGEConv  # noqa: E402
 
 from fixpt.data.graph import GraphDataConfig, _load_cached, load_graph  # noqa: E402
 from fixpt.models.dropout import FeatureDropout  # noqa: E402
@@ -42,6 +42,9 @@ def pyg_twin(model):
         conv = GCNConv(hidden, hidden, cached=True)
         conv.lin.weight.data.copy_(model.block.lin.weight.data)
         conv.bias.data.copy_(model.block.bias.data)
+    elif model.cfg.backbone == "gat":
+        conv = GATConv(hidden, hidden // model.cfg.heads, heads=model.cfg.heads, dropout=model.cfg.attn_dropout)
+        conv.load_state_dict(model.block.state_dict())
     else:
         conv = SAGEConv(hidden, hidden)
         for name in ("lin_l", "lin_r"):
@@ -83,7 +86,7 @@ def main() -> None:
     print(f"  load_graph: first {1e3 * first:.1f} ms, cached {1e3 * cached:.2f} ms  ({first / cached:.0f}x)")
     _load_cached.cache_clear()
 
-    for backbone in ("gcn", "sage"):
+    for backbone in ("gcn", "sage", "gat"):
         torch.manual_seed(0)
         _, task, ours, data, _, _ = build("pign", {"backbone": backbone}, graph, torch.device("cpu"))
         twin = pyg_twin(ours)

@@ -206,7 +206,7 @@ def iterate(
     if split not in ("train", "val", "test"):
         raise FixptError(f"unknown split {split!r}; use train, val or test")
     scores = []
-    metric = metric_of(data)
+    metric = task.metric_of(data)
     with torch.no_grad(), cached_weights(model):
         f, P = model.operator(data)
         scores.append(task.score(model.decode(f, data), data, split))

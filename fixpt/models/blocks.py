@@ -1,4 +1,4 @@
-r"""GNN blocks (GCN, GraphSAGE as sparse products; GAT from torch-geometric), their spectral normalisation and their certified Lipschitz bounds.
+r"""GNN blocks (GCN, GraphSAGE and GAT, with CSR sparse products), their spectral normalisation and their certified Lipschitz bounds.
 
 One block is :math:`T(z) = \sigma(\mathrm{conv}(z))` with :math:`\sigma` = ReLU (Lipschitz 1), so
 
@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch_geometric.nn import GATConv
 from torch_geometric.utils import degree
 
 from ..errors import FixptError
 from .dropout import dropout_features, linear
+from .gat import GATBlock
 from .sparse import propagation_matrix
 
 BACKBONES = ("gcn", "gat", "sage")
@@ -102,7 +102,7 @@ def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = F
             raise FixptError("--contractive needs backbone gcn or sage: GAT's attention has no global Lipschitz bound")
         if dim % heads:
             raise FixptError(f"hidden={dim} must be divisible by heads={heads} for the GAT block")
-        return GATConv(dim, dim // heads, heads=heads, dropout=attn_dropout)
+        return GATBlock(dim, dim // heads, heads=heads, dropout=attn_dropout)
     if backbone == "gcn":
         conv = GCNBlock(dim, dim)
         if contractive:
@@ -140,6 +140,6 @@ def block_lipschitz_bound(conv: nn.Module, edge_index: Tensor, num_nodes: int) -
         m = mean_aggregation_norm_bound(edge_index, num_nodes)
         return (spectral_norm(conv.lin_r.weight) + m * spectral_norm(conv.lin_l.weight),
                 f"||W_r||_2 + ||D^-1 A||_2 (<= sqrt(||M||_1 ||M||_inf) = {m:.3f}) * ||W_l||_2, times Lip(ReLU)=1")
-    if isinstance(conv, GATConv):
+    if isinstance(conv, GATBlock):
         return None, "GAT's attention coefficients depend on the features, so no global Lipschitz bound exists; local estimates only"
     return None, f"no bound known for {type(conv).__name__}"

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import GATConv
 
 from ..errors import FixptError
 from ..registry import register
 from .blocks import BACKBONES, GCNBlock, SAGEBlock
+from .gat import GATBlock
 from .dropout import feature_dropout
 from .sparse import sparse_features
 
@@ -57,12 +57,12 @@ class GNN(nn.Module):
             return GCNBlock(a, b, dropout=c.dropout, sparse_input=first)
         if c.backbone == "sage":
             return SAGEBlock(a, b, dropout=c.dropout, sparse_input=first)
-        return GATConv(a, b, heads=1, dropout=c.dropout) if last else GATConv(a, b // c.heads, heads=c.heads, dropout=c.dropout)
+        return GATBlock(a, b, heads=1, dropout=c.dropout) if last else GATBlock(a, b // c.heads, heads=c.heads, dropout=c.dropout)
 
     def forward(self, data) -> Tensor:
         h = data.x
         for i, conv in enumerate(self.convs):
-            if isinstance(conv, GATConv):  # GCN and SAGE blocks drop their own inputs (sparse-aware)
+            if isinstance(conv, GATBlock):  # GCN and SAGE blocks drop their own inputs (sparse-aware)
                 sparse = i == 0 and sparse_features(h) is not None  # bag-of-words: masks on the non-zeros only
                 drop = feature_dropout if sparse else F.dropout
                 h = drop(h, self.cfg.dropout, self.training)
