@@ -57,3 +57,20 @@ def test_attention_dropout_only_in_training(graph):
     assert not torch.equal(block(x, graph), block(x, graph))
     block.eval()
     assert torch.equal(block(x, graph), block(x, graph))
+
+
+@pytest.mark.parametrize("backbone", ["gcn", "sage", "gat"])
+def test_blocks_initialise_like_torch_geometric(backbone):
+    """Same weight distributions as the torch-geometric convolutions (compared by spread over many draws)."""
+    from torch_geometric.nn import GCNConv, SAGEConv
+
+    from fixpt.models.blocks import make_block
+
+    torch.manual_seed(0)
+    ref = {"gcn": lambda: GCNConv(256, 256), "sage": lambda: SAGEConv(256, 256), "gat": lambda: GATConv(256, 32, heads=8)}[backbone]
+    ours, theirs = make_block(backbone, 256), ref()
+    for name, p in theirs.named_parameters():
+        q = dict(ours.named_parameters())[name]
+        if p.numel() > 1000:
+            assert float(q.std()) == pytest.approx(float(p.std()), rel=0.05), name
+            assert float(q.abs().max()) == pytest.approx(float(p.abs().max()), rel=0.05), name

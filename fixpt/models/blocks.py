@@ -49,13 +49,14 @@ class GCNBlock(nn.Module):
     r"""GCN convolution (Kipf & Welling, 2017) as one sparse product:
     :math:`z' = \hat A\, \mathrm{dropout}(z) W^\top + b`, :math:`\hat A = \hat D^{-1/2}(A + I)\hat D^{-1/2}`.
 
-    The same maths and parameter names as torch-geometric's ``GCNConv``; ``dropout`` acts on the
+    The same maths, initialisation and parameter names as torch-geometric's ``GCNConv``; ``dropout`` acts on the
     input (through CSR products when the input is sparse, see :mod:`fixpt.models.dropout`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, sparse_input: bool = False):
         super().__init__()
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
+        nn.init.xavier_uniform_(self.lin.weight)  # glorot, as GCNConv (nn.Linear's default is narrower)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.dropout, self.sparse_input = dropout, sparse_input
 
@@ -68,7 +69,8 @@ class GCNBlock(nn.Module):
 class SAGEBlock(nn.Module):
     r"""GraphSAGE convolution (Hamilton et al., 2017):
     :math:`z' = M\, \mathrm{dropout}(z) W_l^\top + b + \mathrm{dropout}(z) W_r^\top` with the mean
-    aggregator :math:`M = D^{-1}A` (``aggregation="mean"``, torch-geometric's ``SAGEConv``) or the
+    aggregator :math:`M = D^{-1}A` (``aggregation="mean"``: torch-geometric's ``SAGEConv``, whose
+    initialisation, ``nn.Linear``'s, this shares) or the
     symmetric :math:`M = D^{-1/2} A D^{-1/2}` (``"sym"``, norm at most 1, used by ``--contractive``).
     """
 
