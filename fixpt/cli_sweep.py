@@ -20,7 +20,7 @@ def sweep(
     preset: Annotated[Path, typer.Argument(help="a preset YAML, e.g. presets/table5.yaml")],
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="sweep directory (default: sweeps/<preset name>)")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="run seeds 0..N-1 (overrides the preset)")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a key: key=value, or key=[a,b] for a grid axis")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a key: key=value, or key=\\[a,b] for a grid axis (repeatable)")] = None,
     workers: Annotated[int, typer.Option("--workers", help="runs at once, each in its own process (one GPU each when several)")] = 1,
     device: DeviceOpt = "auto",
     no_ckpt: Annotated[bool, typer.Option("--no-ckpt", help="do not keep each run's ckpt.pt")] = False,
