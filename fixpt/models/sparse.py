@@ -35,23 +35,17 @@ SPARSE_INPUT_DENSITY = 0.1  # below this fraction of non-zeros, input features g
 class SparseMatrix:
     """A fixed sparse matrix ``M`` (CSR) with its transpose, multiplied by dense tensors with ``M @ x``."""
 
-    def __init__(self, rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int], *, _order=None):
-        self.rows, self.cols, self.shape = rows, cols, shape
-        if _order is None:  # sort once by (row, col) so that CSR and the transposed CSR share the values
-            _order = torch.argsort(rows * shape[1] + cols)
-            self.rows, self.cols = rows[_order], cols[_order]
-            values = values[_order]
-            self._t_order = torch.argsort(self.cols * shape[0] + self.rows)
-        else:
-            self._t_order = _order
-        self.values = values
+    def __init__(self, rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]):
+        order = torch.argsort(rows * shape[1] + cols)  # row-major: the CSR order
+        self.rows, self.cols, self.values, self.shape = rows[order], cols[order], values[order], shape
+        self._t_order = torch.argsort(self.cols * shape[0] + self.rows)  # the transpose's CSR order
         crow = torch.zeros(shape[0] + 1, dtype=torch.long, device=values.device)
         crow[1:] = torch.cumsum(torch.bincount(self.rows, minlength=shape[0]), 0)
-        self.csr = torch.sparse_csr_tensor(crow, self.cols, values, shape)
+        self.csr = torch.sparse_csr_tensor(crow, self.cols, self.values, shape)
         tcols, trows = self.rows[self._t_order], self.cols[self._t_order]
         tcrow = torch.zeros(shape[1] + 1, dtype=torch.long, device=values.device)
         tcrow[1:] = torch.cumsum(torch.bincount(trows, minlength=shape[1]), 0)
-        self.csr_t = torch.sparse_csr_tensor(tcrow, tcols, values[self._t_order], (shape[1], shape[0]))
+        self.csr_t = torch.sparse_csr_tensor(tcrow, tcols, self.values[self._t_order], (shape[1], shape[0]))
 
     @classmethod
     def from_dense(cls, x: Tensor) -> "SparseMatrix":
