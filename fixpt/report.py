@@ -39,6 +39,7 @@ FORMATS = ("md", "latex", "csv", "json")
 class Cell:
     values: list[float]
     paper: tuple[float, float] | None = None
+    seconds: list[float] = field(default_factory=list)  # training time of each run
 
     @property
     def n(self) -> int:
@@ -85,7 +86,7 @@ def load_runs(sweep_dir: str | Path) -> tuple[dict, list[dict]]:
     runs = []
     for r in planned:
         metrics_path = d / "runs" / r["id"] / "metrics.json"
-        if metrics_path.is_file():
+        if metrics_path.is_file() and metrics_path.with_name("config.json").is_file():
             runs.append({**r, "metrics": json.loads(metrics_path.read_text())})
     if not runs:
         raise FixptError(f"{d} has no finished runs yet ({len(planned)} planned); run or resume the sweep first")
@@ -140,7 +141,9 @@ def build_table(index: dict, runs: list[dict], layout: str | None = None) -> Tab
             table.rows.append(row)
         if col not in table.columns:
             table.columns.append(col)
-        table.cells.setdefault((row, col), Cell([])).values.append(float(run["metrics"][f"test_{metric}"]))
+        cell = table.cells.setdefault((row, col), Cell([]))
+        cell.values.append(float(run["metrics"][f"test_{metric}"]))
+        cell.seconds.append(float(run["metrics"].get("seconds", 0.0)))
     if layout in ("table5", "table1"):  # the paper's order: frameworks, then backbones; datasets, then noise
         table.rows.sort(key=_paper_order)
         table.columns.sort(key=_paper_order)
@@ -221,6 +224,9 @@ def render(table: Table, fmt: str) -> str:
             lines.append(f"| {r} | " + " | ".join(_cell_text(table, r, c, bold=("**", "**")) for c in table.columns) + " |")
         if table.source:
             lines.append(f"\n(paper X, +-d): the published mean and our difference; source: {table.source}")
+        runs = sum(c.n for c in table.cells.values())
+        seconds = sum(sum(c.seconds) for c in table.cells.values())
+        lines.append(f"\n{runs} runs, {seconds / 60:.1f} min of training in all ({seconds / max(runs, 1):.1f} s a run on average)")
         return "\n".join(lines) + "\n"
     if fmt == "latex":
         esc = lambda s: s.replace("%", r"\%").replace("_", r"\_")  # noqa: E731
@@ -238,14 +244,15 @@ def render(table: Table, fmt: str) -> str:
             if cell is None:
                 continue
             rec = {"row": r, "column": c, "metric": table.metric, "mean": cell.mean, "std": cell.std, "n": cell.n,
-                   "best": table.best(c) == r, "values": cell.values}
+                   "best": table.best(c) == r, "values": cell.values,
+                   "seconds_mean": sum(cell.seconds) / cell.n}
             if cell.paper is not None:
                 rec.update(paper_mean=cell.paper[0], paper_std=cell.paper[1], diff=cell.mean - cell.paper[0])
             records.append(rec)
     if fmt == "json":
         return json.dumps({"title": table.title, "metric": table.metric, "source": table.source, "cells": records}) + "\n"
     buf = io.StringIO()
-    keys = ["row", "column", "metric", "mean", "std", "n", "best", "paper_mean", "paper_std", "diff"]
+    keys = ["row", "column", "metric", "mean", "std", "n", "best", "seconds_mean", "paper_mean", "paper_std", "diff"]
     writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(records)

@@ -22,11 +22,14 @@ next invocation. The sweep directory's ``index.json`` lists every planned run.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import itertools
 import json
 import multiprocessing as mp
 import os
+import signal
+import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -212,7 +215,7 @@ def run_dir(out: Path, run: Run) -> Path:
 
 def status(out: Path, run: Run) -> str:
     d = run_dir(out, run)
-    if (d / "metrics.json").is_file():
+    if (d / "metrics.json").is_file() and (d / "config.json").is_file():
         return "done"
     if (d / "error.json").is_file():
         return "failed"
@@ -261,6 +264,10 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
 def _init_worker(threads: int, devices) -> None:
     import torch
 
+    if sys.platform.startswith("linux"):  # die with the sweep: an orphan would go on training from its queue
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the sweep died before the line above
+            os._exit(1)
     torch.set_num_threads(threads)
     if devices is not None:  # one GPU per worker process
         os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())

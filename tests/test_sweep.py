@@ -169,7 +169,8 @@ def test_workers_run_in_separate_processes(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_midway_then_rerun_reports_every_run_once(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_midway_then_rerun_reports_every_run_once(tmp_path, workers):
     text = """
 report: generic
 model: pign
@@ -178,7 +179,7 @@ base: {epochs: 60, dataset: csbm, csbm_nodes: 300, hidden: 16}
 grid: {alpha: [0.5, 0.8]}
 """
     p, out = write(tmp_path, text), tmp_path / "sw"
-    cmd = [sys.executable, "-m", "fixpt", "sweep", str(p), "--out", str(out), "--device", "cpu"]
+    cmd = [sys.executable, "-m", "fixpt", "sweep", str(p), "--out", str(out), "--device", "cpu", "--workers", str(workers)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
@@ -186,7 +187,10 @@ grid: {alpha: [0.5, 0.8]}
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    time.sleep(0.5)  # the kernel delivers the workers' parent-death signal
     done_before = len(list(out.glob("runs/*/metrics.json")))
+    time.sleep(3)
+    assert len(list(out.glob("runs/*/metrics.json"))) == done_before, "worker processes outlived the sweep"
     assert 3 <= done_before < 12, "the sweep must be killed midway"
     res = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
