@@ -62,7 +62,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def plot_score_vs_iterations(runs: list[dict], metric: str, varying: list[str], path: str | Path) -> Path | None:
-    """Test score against ``max_iter`` (mean and a +-1 std band over seeds), one panel per backbone.
+    """Test score against ``max_iter`` (mean and a +-1 std band over seeds, cut to [0, 1]), one panel per backbone.
 
     Runs of models without ``max_iter`` (plain GNNs) are drawn as a horizontal band, the level
     an iterative model has to beat. Returns None when ``max_iter`` does not vary in the sweep.
@@ -91,7 +91,8 @@ def plot_score_vs_iterations(runs: list[dict], metric: str, varying: list[str], 
             m = [s[0] for s in stats]
             sd = [s[1] for s in stats]
             line, = ax.plot(ks, m, marker="o", ms=3, label=label)
-            ax.fill_between(ks, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], color=line.get_color(), alpha=0.2)
+            lo, hi = [max(a - b, 0.0) for a, b in zip(m, sd)], [min(a + b, 1.0) for a, b in zip(m, sd)]  # scores lie in [0, 1]
+            ax.fill_between(ks, lo, hi, color=line.get_color(), alpha=0.2)
         for label, values in sorted(flat.items()):
             m, sd = _mean_std(values)
             line = ax.axhline(m, ls="--", color="grey", label=f"{label} (no iterations)")
