@@ -19,7 +19,7 @@ def run(*args):
 
 
 def make_sweep(root, runs, report="table5", varying=("model", "backbone", "dataset", "noise")):
-    """A sweep directory as `fixpt sweep` writes it: index.json and runs/<id>/metrics.json."""
+    """A sweep directory as `fixpt sweep` writes it: index.json and runs/<id>/{config,metrics}.json."""
     root.mkdir(parents=True, exist_ok=True)
     index = []
     for i, (model, params, metrics) in enumerate(runs):
@@ -28,6 +28,7 @@ def make_sweep(root, runs, report="table5", varying=("model", "backbone", "datas
         if metrics is not None:
             d = root / "runs" / rid
             d.mkdir(parents=True)
+            (d / "config.json").write_text(json.dumps({"model": model, "params": params}))
             (d / "metrics.json").write_text(json.dumps(metrics))
     (root / "index.json").write_text(json.dumps({"name": "t", "report": report, "varying": list(varying), "runs": index}))
     return root
@@ -110,6 +111,14 @@ def test_plots_are_written(tmp_path):
     for name in ("score_vs_iterations.png", "residuals.png"):
         assert (tmp_path / "fig" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "pign alpha=0.5 max_iter=4" in res.stdout  # generic rows: one per combination
+
+
+def test_metrics_without_config_is_not_a_finished_run(table5_dir):
+    """A metrics.json alone is not a complete run (e.g. written into a directory that was being removed)."""
+    first = next((table5_dir / "runs").iterdir())
+    (first / "config.json").unlink()
+    cells = json.loads(run("report", table5_dir, "--format", "json").stdout)["cells"]
+    assert sum(c["n"] for c in cells) == sum(len(v) for v in SCORES.values()) - 1
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, table5_dir):
