@@ -4,8 +4,9 @@ Dropout multiplies every entry by an independent mask :math:`m_{ij} / (1 - p)`,
 :math:`m_{ij} \sim \mathrm{Bernoulli}(1 - p)`. A zero entry stays zero whatever it draws, so drawing
 masks for the non-zero entries alone gives the *same distribution* of outputs. On Cora
 (2708 x 1433 features, 1.3 % non-zero) that is one draw per word instead of one per
-(node, vocabulary) pair, and the draw was a third of a training step
-(``benchmarks/feature_dropout.py`` measures it).
+(node, vocabulary) pair (the draw was a third of a dense training step). :func:`dropout_features`
+keeps the kept entries in a :class:`~fixpt.models.sparse.SparseMatrix`, so the input layer is a
+CSR product; dense inputs (e.g. after drop-in noise) get plain dropout.
 """
 
 from __future__ import annotations
