@@ -43,10 +43,17 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically and free it."""
+    import matplotlib.pyplot as plt
+
     from .checkpoint import atomic_write
 
+    fig.tight_layout()
+    path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return path
 
 
 def _series_label(run: dict, keys: list[str]) -> str:
@@ -100,11 +107,7 @@ def plot_score_vs_iterations(runs: list[dict], metric: str, varying: list[str], 
         ax.set(xlabel="max_iter (Picard iterations)", ylabel=f"test {metric}", title=f"backbone {bb}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_residuals(runs: list[dict], varying: list[str], path: str | Path) -> Path | None:
@@ -144,8 +147,4 @@ def plot_residuals(runs: list[dict], varying: list[str], path: str | Path) -> Pa
         ax.set(xlabel="iteration k", ylabel=r"$\|z_k - z_{k-1}\| / \|z_k\|$", title=f"residual, backbone {bb}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    path = Path(path)
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
