@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import add_self_loops, remove_self_loops
 
+from .sparse import row_pointers
+
 
 class AttentionGraph:
     """The edge structure of a graph with one self-loop per node, in CSR order (by target, then source),
@@ -47,14 +49,8 @@ class AttentionGraph:
             offs = (torch.arange(heads, device=self.src.device) * n).repeat_interleave(nnz)
             rows, cols = self.dst.repeat(heads) + offs, self.src.repeat(heads) + offs
             t_rows, t_cols = self.src[self.t_order].repeat(heads) + offs, self.dst[self.t_order].repeat(heads) + offs
-            self._layouts[heads] = (_crow(rows, heads * n), cols, _crow(t_rows, heads * n), t_cols)
+            self._layouts[heads] = (row_pointers(rows, heads * n), cols, row_pointers(t_rows, heads * n), t_cols)
         return self._layouts[heads]
-
-
-def _crow(rows: Tensor, n: int) -> Tensor:
-    crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
-    return crow
 
 
 def attention_graph(edge_index: Tensor, num_nodes: int) -> AttentionGraph:

@@ -32,6 +32,13 @@ PROPAGATIONS = ("gcn", "mean", "sym")
 SPARSE_INPUT_DENSITY = 0.1  # below this fraction of non-zeros, input features go through CSR products
 
 
+def row_pointers(rows: Tensor, n: int) -> Tensor:
+    """CSR row pointers of sorted row indices: ``crow[i]`` is where row ``i`` starts."""
+    crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
+    return crow
+
+
 class SparseMatrix:
     """A fixed sparse matrix ``M`` (CSR) with its transpose, multiplied by dense tensors with ``M @ x``."""
 
@@ -39,13 +46,9 @@ class SparseMatrix:
         order = torch.argsort(rows * shape[1] + cols)  # row-major: the CSR order
         self.rows, self.cols, self.values, self.shape = rows[order], cols[order], values[order], shape
         self._t_order = torch.argsort(self.cols * shape[0] + self.rows)  # the transpose's CSR order
-        crow = torch.zeros(shape[0] + 1, dtype=torch.long, device=values.device)
-        crow[1:] = torch.cumsum(torch.bincount(self.rows, minlength=shape[0]), 0)
-        self.csr = torch.sparse_csr_tensor(crow, self.cols, self.values, shape)
+        self.csr = torch.sparse_csr_tensor(row_pointers(self.rows, shape[0]), self.cols, self.values, shape)
         tcols, trows = self.rows[self._t_order], self.cols[self._t_order]
-        tcrow = torch.zeros(shape[1] + 1, dtype=torch.long, device=values.device)
-        tcrow[1:] = torch.cumsum(torch.bincount(trows, minlength=shape[1]), 0)
-        self.csr_t = torch.sparse_csr_tensor(tcrow, tcols, self.values[self._t_order], (shape[1], shape[0]))
+        self.csr_t = torch.sparse_csr_tensor(row_pointers(trows, shape[1]), tcols, self.values[self._t_order], (shape[1], shape[0]))
 
     @classmethod
     def from_dense(cls, x: Tensor) -> "SparseMatrix":
