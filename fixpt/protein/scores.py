@@ -1,0 +1,159 @@
+"""Structure-comparison scores of a model against a reference, and between successive recycles.
+
+All scores compare CA atoms of residues matched by :mod:`fixpt.protein.matching`, except the
+all-atom lDDT. ``n_ref`` below is the number of reference residues (with a CA atom); a reference
+residue the model lacks counts as a miss in GDT, TM-score and lDDT, so a model of half the
+protein cannot score 100.
+
+- **CA-RMSD** after the optimal superposition (Kabsch) of the matched CA atoms.
+- **GDT** (LGA's global distance test): for a cutoff d, :math:`P_d` is the largest fraction of
+  the reference residues whose CA lies within d of the model's after *some* superposition,
+  each cutoff searched on its own. GDT-TS = mean of :math:`P_1, P_2, P_4, P_8`, GDT-HA = mean of
+  :math:`P_{0.5}, P_1, P_2, P_4`, in percent. The search (as in LGA and the TM-score program)
+  starts from seed fragments (every window of length L = m, m/2, m/4, ... >= 4 matched
+  residues), superposes on the seed, then repeatedly on all residues within d, and keeps the best
+  count seen.
+- **TM-score**, normalised by the reference length: the maximum over superpositions of
+  :math:`\\frac{1}{L_{ref}} \\sum_i 1 / (1 + (d_i / d_0)^2)` with
+  :math:`d_0 = 1.24 \\sqrt[3]{L_{ref} - 15} - 1.8` (at least 0.5), searched the same way with the
+  selection cutoff :math:`d_0` clipped to [4.5, 8] A, as the TM-score program does.
+- **lDDT** (superposition-free): over pairs of atoms in different residues whose reference
+  distance is below 15 A, the fraction whose model distance is within 0.5, 1, 2 and 4 A of it,
+  averaged over the four thresholds (pooled over all pairs, as the lDDT program's global score).
+  ``lddt`` is all-atom (heavy atoms matched by name), ``lddt_ca`` CA only. Not done: the lDDT
+  program's stereochemistry checks and its swapping of symmetric side-chain atoms (Asp OD1/OD2,
+  ...), so side chains with swapped names score slightly low.
+- Between recycles: ``residual_rmsd``, the CA-RMSD after superposition, and ``residual_tol``,
+  ColabFold's early-stopping ``tol``: the RMS difference of the CA distance matrices,
+  :math:`\\sqrt{\\operatorname{mean}_{ij} (D_{ij} - D'_{ij})^2 + 10^{-8}}` over all pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .matching import match_residues
+from .structure import Chain
+from .superpose import apply, kabsch, superposed_rmsd
+
+GDT_TS_CUTOFFS = (1.0, 2.0, 4.0, 8.0)
+GDT_HA_CUTOFFS = (0.5, 1.0, 2.0, 4.0)
+LDDT_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
+LDDT_RADIUS = 15.0
+TM_FOLD_THRESHOLD = 0.5  # TM-score below this: a different fold (Xu & Zhang 2010)
+
+
+def seed_fragments(m: int, min_len: int = 4) -> np.ndarray:
+    """Boolean masks ``(S, m)`` of every window of length m, m/2, m/4, ... (>= ``min_len``)."""
+    lengths, length = [], m
+    while length >= min(min_len, m) and length > 0:
+        lengths.append(length)
+        length //= 2
+    masks = [np.arange(m)[None, :] - np.arange(m - L + 1)[:, None] for L in lengths]
+    return np.concatenate([(mk >= 0) & (mk < L) for mk, L in zip(masks, lengths)])
+
+
+def _best_superposition_score(p, q, select_cutoff, score, max_iter: int = 20) -> float:
+    """max over the seed-fragment search of ``score(distances)``; the selection is ``d < select_cutoff``.
+    Seeds whose selection stopped changing leave the batch."""
+    mask = seed_fragments(len(p))
+    best = -np.inf
+    for _ in range(max_iter):
+        r, t = kabsch(p, q, mask.astype(np.float64))
+        d = np.linalg.norm(apply(r, t, p) - q, axis=-1)
+        best = max(best, float(score(d).max()))
+        new = d < select_cutoff
+        new = np.where(new.sum(1, keepdims=True) >= 3, new, mask)  # too few to superpose on: keep the last set
+        moving = (new != mask).any(1)
+        if not moving.any():
+            break
+        mask = np.unique(new[moving], axis=0)  # seeds that reached the same set go on as one
+    return best
+
+
+def gdt_fractions(p: np.ndarray, q: np.ndarray, n_ref: int, cutoffs) -> dict[float, float]:
+    """:math:`P_d` for each cutoff d: the best fraction of the ``n_ref`` reference residues within d."""
+    if len(p) < 3:
+        return {c: 0.0 for c in cutoffs}
+    return {c: _best_superposition_score(p, q, c, lambda d, c=c: (d < c).sum(1)) / n_ref for c in cutoffs}
+
+
+def gdt(p: np.ndarray, q: np.ndarray, n_ref: int, cutoffs=GDT_TS_CUTOFFS) -> float:
+    """GDT in percent, the mean of :math:`P_d` over ``cutoffs``, for matched model CA ``p`` and reference CA ``q``."""
+    return 100.0 * float(np.mean(list(gdt_fractions(p, q, n_ref, cutoffs).values())))
+
+
+def tm_d0(n_ref: int) -> float:
+    return max(0.5, 1.24 * np.cbrt(n_ref - 15.0) - 1.8)
+
+
+def tm_score(p: np.ndarray, q: np.ndarray, n_ref: int) -> float:
+    """TM-score of matched CA ``p`` (model) against ``q`` (reference), normalised by ``n_ref``."""
+    if len(p) < 3:
+        return 0.0
+    d0 = tm_d0(n_ref)
+    search = float(np.clip(d0, 4.5, 8.0))
+    return _best_superposition_score(p, q, search, lambda d: (1.0 / (1.0 + (d / d0) ** 2)).sum(1) / n_ref)
+
+
+def _preserved_fraction(model_xyz: np.ndarray, ref_xyz: np.ndarray, residue: np.ndarray, chunk: int = 2048) -> float:
+    """lDDT over the atoms ``ref_xyz`` (model coordinates NaN where the model lacks the atom)."""
+    kept = np.zeros(len(LDDT_THRESHOLDS))
+    total = 0
+    thresholds = np.asarray(LDDT_THRESHOLDS)
+    for s in range(0, len(ref_xyz), chunk):
+        dr = np.linalg.norm(ref_xyz[s:s + chunk, None] - ref_xyz[None], axis=-1)
+        dm = np.linalg.norm(model_xyz[s:s + chunk, None] - model_xyz[None], axis=-1)
+        pairs = (dr < LDDT_RADIUS) & (residue[s:s + chunk, None] != residue[None])
+        diff = np.abs(dm - dr)[pairs]  # NaN (missing model atom) compares False: not preserved
+        total += int(pairs.sum())
+        kept += (diff[:, None] < thresholds).sum(0)
+    return float(kept.mean() / total) if total else 0.0
+
+
+def lddt(model: Chain, ref: Chain, im: np.ndarray, ir: np.ndarray, ca_only: bool = False) -> float:
+    """lDDT of ``model`` against ``ref`` with residues matched as ``im[k] <-> ir[k]``."""
+    partner = dict(zip(ir.tolist(), im.tolist()))
+    ref_xyz, model_xyz, residue = [], [], []
+    for j, atoms in enumerate(ref.atoms):
+        names = ["CA"] if ca_only else list(atoms)
+        m_atoms = model.atoms[partner[j]] if j in partner else {}
+        for name in names:
+            ref_xyz.append(atoms[name])
+            model_xyz.append(m_atoms.get(name, np.full(3, np.nan)))
+            residue.append(j)
+    return _preserved_fraction(np.asarray(model_xyz), np.asarray(ref_xyz), np.asarray(residue))
+
+
+def compare(model: Chain, ref: Chain, match: str = "number") -> dict:
+    """Every score of ``model`` against ``ref``: rmsd (A), gdt_ts and gdt_ha (percent), tm_score,
+    lddt and lddt_ca (fractions), the model's mean pLDDT (its B-factors), and how many residues
+    were matched out of the reference's."""
+    im, ir = match_residues(model, ref, match)
+    p, q, n_ref = model.ca[im], ref.ca[ir], len(ref)
+    frac = gdt_fractions(p, q, n_ref, sorted(set(GDT_TS_CUTOFFS) | set(GDT_HA_CUTOFFS)))
+    return {
+        "n_matched": int(len(im)),
+        "n_ref": int(n_ref),
+        "rmsd": superposed_rmsd(p, q),
+        "gdt_ts": 100.0 * float(np.mean([frac[c] for c in GDT_TS_CUTOFFS])),
+        "gdt_ha": 100.0 * float(np.mean([frac[c] for c in GDT_HA_CUTOFFS])),
+        "tm_score": tm_score(p, q, n_ref),
+        "lddt": lddt(model, ref, im, ir),
+        "lddt_ca": lddt(model, ref, im, ir, ca_only=True),
+        "plddt": float(model.bfactor.mean()),
+    }
+
+
+def distance_matrix_rms(a: np.ndarray, b: np.ndarray) -> float:
+    """ColabFold's ``tol``: :math:`\\sqrt{\\operatorname{mean}_{ij}(\\lVert a_i - a_j\\rVert - \\lVert b_i - b_j\\rVert)^2 + 10^{-8}}`."""
+    da = np.linalg.norm(a[:, None] - a[None], axis=-1)
+    db = np.linalg.norm(b[:, None] - b[None], axis=-1)
+    return float(np.sqrt(((da - db) ** 2).mean() + 1e-8))
+
+
+def residual(prev: Chain, curr: Chain) -> dict:
+    """The Picard residual between two successive recycles of the same prediction."""
+    im, ir = match_residues(curr, prev, "number")
+    a, b = prev.ca[ir], curr.ca[im]
+    return {"residual_rmsd": superposed_rmsd(b, a), "residual_tol": distance_matrix_rms(a, b)}
