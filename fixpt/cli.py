@@ -159,8 +159,15 @@ def _make_train_command(name: str):
     train_app.command(name, help=command.__doc__)(command)
 
 
+def _task_trains(name: str) -> bool:
+    from .tasks import get_task
+
+    return get_task(get_spec(name).task).trains
+
+
 for _name in list_models():
-    _make_train_command(_name)
+    if _task_trains(_name):  # alphafold-recycle trains nothing: `fixpt recycle` runs it
+        _make_train_command(_name)
 
 
 # ---------------------------------------------------------------- the fixed-point view of a checkpoint
@@ -306,7 +313,7 @@ def check_contraction(
         raise typer.Exit(1)
 
 
-from . import cli_sweep  # noqa: E402,F401 - registers `sweep` and `report` on the app
+from . import cli_recycle, cli_sweep  # noqa: E402,F401 - register `recycle`, `sweep` and `report` on the app
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ from .tasks import get_task
 from .train import TrainConfig
 
 PRESET_KEYS = ("description", "report", "model", "seeds", "base", "grid")
-LAYOUTS = ("table5", "table1", "generic")
+LAYOUTS = ("table5", "table1", "recycle", "generic")
 INDEX = "index.json"
 
 
@@ -100,7 +100,7 @@ def _split(model: str, params: dict[str, Any]) -> dict[str, dict]:
     """Route flat keys to the model, data and training configs; an unknown key is an error."""
     spec = get_spec(model)
     task = get_task(spec.task)
-    sections = {"model": field_names(spec.config), "data": field_names(task.data_config), "train": field_names(TrainConfig)}
+    sections = {"model": field_names(spec.config), "data": field_names(task.data_config), "train": field_names(run_config(task))}
     out: dict[str, dict] = {k: {} for k in sections}
     for key, value in params.items():
         where = [s for s, names in sections.items() if key in names]
@@ -112,6 +112,11 @@ def _split(model: str, params: dict[str, Any]) -> dict[str, dict]:
     return out
 
 
+def run_config(task) -> type:
+    """The config of the ``train`` section: :class:`TrainConfig`, or the task's own for a task that does not train."""
+    return TrainConfig if task.trains else task.run_config
+
+
 def resolve(run: Run) -> None:
     """Fill ``run.configs`` (every default made explicit) and ``run.id``; errors name the bad key."""
     parts = _split(run.model, run.params)
@@ -120,7 +125,7 @@ def resolve(run: Run) -> None:
     run.configs = {
         "model_config": to_dict(from_dict(spec.config, parts["model"], what=f"{run.model} config")),
         "data": to_dict(from_dict(task.data_config, parts["data"], what="data config")),
-        "train": to_dict(from_dict(TrainConfig, parts["train"], what="train config")),
+        "train": to_dict(from_dict(run_config(task), parts["train"], what="train config" if task.trains else "run config")),
     }
     # the id hashes what the preset says (model and flat keys), not the resolved defaults: a new
     # config field in a later fixpt version must not orphan the runs of a sweep being resumed
@@ -252,8 +257,14 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
     _write_json(d / "config.json", {"model": run.model, "params": run.params, **run.configs})
     start = time.perf_counter()
     try:
-        metrics = train(run.model, run.configs["model_config"], run.configs["data"], run.configs["train"], out=d, device=device,
-                        save_ckpt=save_ckpt)
+        spec, task = get_spec(run.model), get_task(get_spec(run.model).task)
+        if task.trains:
+            metrics = train(run.model, run.configs["model_config"], run.configs["data"], run.configs["train"], out=d, device=device,
+                            save_ckpt=save_ckpt)
+        else:  # e.g. alphafold-recycle: the model runs and scores itself
+            model = spec.cls(from_dict(spec.config, run.configs["model_config"]))
+            metrics = model.run(from_dict(task.data_config, run.configs["data"]), from_dict(task.run_config, run.configs["train"]), d)
+            _write_json(d / "metrics.json", metrics)
         return {"id": run.id, "status": "done", "metrics": metrics, "seconds": time.perf_counter() - start}
     except Exception as e:  # noqa: BLE001 - any failure (divergence, OOM, bad data) is recorded, the sweep goes on
         message = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -20,6 +20,7 @@ class NodeClassification:
 
     name = "node-classification"
     data_config = GraphDataConfig
+    trains = True
 
     def metric_of(self, data) -> str:
         return getattr(data, "metric", "accuracy")
@@ -53,7 +54,27 @@ def macro_f1(pred: Tensor, target: Tensor, num_classes: int) -> float:
     return float(f1[present].mean()) if present.any() else 0.0
 
 
-TASKS = {t.name: t for t in (NodeClassification(),)}
+class StructureRecycling:
+    """Predicted structures scored per recycle against a reference (:mod:`fixpt.recycle`). Nothing is
+    trained: the model's ``run`` does the work, and the task's ``run_config`` replaces the train config."""
+
+    name = "structure-recycling"
+    trains = False
+
+    @property
+    def data_config(self):
+        from .recycle.sweep_point import RecycleDataConfig
+
+        return RecycleDataConfig
+
+    @property
+    def run_config(self):
+        from .recycle.sweep_point import RecycleScoreConfig
+
+        return RecycleScoreConfig
+
+
+TASKS = {t.name: t for t in (NodeClassification(), StructureRecycling())}
 
 
 def get_task(name: str):
