@@ -12,6 +12,7 @@ from rich.table import Table
 
 from .cli import DeviceOpt, JsonOpt, app, err, out, print_json, user_errors
 from .errors import FixptError
+from .sweep import LAYOUTS
 
 
 @app.command()
@@ -98,7 +99,7 @@ def sweep(
 def report(
     sweep_dir: Annotated[Path, typer.Argument(help="a directory written by `fixpt sweep`")],
     fmt: Annotated[str, typer.Option("--format", help="md, latex, csv or json")] = "md",
-    layout: Annotated[Optional[str], typer.Option("--layout", help="table5, table1 or generic (default: the preset's)")] = None,
+    layout: Annotated[Optional[str], typer.Option("--layout", help="table5, table1, recycle or generic (default: the preset's)")] = None,
     compare: Annotated[Optional[str], typer.Option("--compare", help="'paper': the published numbers beside ours, with the difference")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="write PNG figures into this folder")] = None,
 ) -> None:
@@ -108,12 +109,21 @@ def report(
 
     index, runs = rp.load_runs(sweep_dir)
     layout = layout or index.get("report", "generic")
-    if layout not in ("table5", "table1", "generic"):
-        raise FixptError(f"unknown layout {layout!r}; valid: table5, table1, generic")
+    if layout not in LAYOUTS:
+        raise FixptError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
     if fmt not in rp.FORMATS:
         raise FixptError(f"unknown format {fmt!r}; valid: {', '.join(rp.FORMATS)}")
     if compare not in (None, "paper"):
         raise FixptError(f"--compare {compare!r}: the only reference is 'paper'")
+    if layout == "recycle":
+        from .recycle import report as recycle_report
+
+        if compare is not None:
+            raise FixptError("--compare paper: the paper shows its recycling results as figures only; use --plot")
+        sys.stdout.write(recycle_report.render(recycle_report.build(runs), fmt))
+        for p in recycle_report.plot(runs, plot) if plot is not None else []:
+            err.print(f"wrote {p}")
+        return
     table = rp.build_table(index, runs, layout)
     if compare == "paper":
         rp.attach_paper(table, layout)
