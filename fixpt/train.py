@@ -74,6 +74,8 @@ def build(name: str, model_cfg: dict, data_cfg: dict, device: torch.device, para
     """Resolve configs, load the data and build the model: (spec, task, model, data, cfgs)."""
     spec = get_spec(name)
     task = get_task(spec.task)
+    if not task.trains:
+        raise FixptError(f"model {name!r} is not trained (task {task.name}); run it with `fixpt recycle` or `fixpt sweep`")
     mcfg = from_dict(spec.config, model_cfg, what=f"{name} config")
     dcfg = from_dict(task.data_config, data_cfg, what="data config")
     data = task.load(dcfg)

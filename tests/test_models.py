@@ -6,6 +6,7 @@ import torch
 from torch.nn.utils import parametrize
 
 import fixpt
+from fixpt.tasks import get_task
 from fixpt.train import build, load_trained, train
 
 SMALL_GRAPH = {"dataset": "csbm", "csbm_nodes": 120, "csbm_classes": 3, "csbm_features": 8}
@@ -17,7 +18,10 @@ def small_cfg(name):
     return {k: v for k, v in SMALL_MODEL.items() if k in valid}
 
 
-@pytest.mark.parametrize("name", fixpt.list_models())
+TRAINED = [n for n in fixpt.list_models() if get_task(fixpt.get_spec(n).task).trains]
+
+
+@pytest.mark.parametrize("name", TRAINED)
 def test_forward_backward_and_roundtrip(name, tmp_path, device):
     torch.manual_seed(0)
     spec, task, model, data, _, _ = build(name, small_cfg(name), SMALL_GRAPH, device)
@@ -111,3 +115,8 @@ def test_propagation_cache_never_outlives_its_graph(cfg):
         fresh.load_state_dict(model.state_dict())
         fresh.eval()
         assert torch.allclose(after_a, fresh(graph_b), atol=1e-6)
+
+
+def test_untrained_registry_entries_refuse_training():
+    with pytest.raises(fixpt.FixptError, match="not trained.*fixpt recycle"):
+        build("alphafold-recycle", {}, {}, torch.device("cpu"))
