@@ -53,21 +53,35 @@ def seed_fragments(m: int, min_len: int = 4) -> np.ndarray:
     return np.concatenate([(mk >= 0) & (mk < L) for mk, L in zip(masks, lengths)])
 
 
+def _distances(p: np.ndarray, q: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``(S, m)`` distances between q and p superposed on each row of ``mask``."""
+    r, t = kabsch(p, q, mask.astype(np.float64))
+    diff = apply(r, t, p) - q
+    return np.sqrt(np.einsum("smi,smi->sm", diff, diff))
+
+
+def _unique_rows(mask: np.ndarray) -> np.ndarray:
+    """The distinct rows of a boolean matrix (compared as packed bits: sorting bytes, not booleans)."""
+    packed = np.packbits(mask, axis=1)
+    _, first = np.unique(packed.view(np.dtype((np.void, packed.shape[1]))).ravel(), return_index=True)
+    return mask[np.sort(first)]
+
+
 def _best_superposition_score(p, q, select_cutoff, score, max_iter: int = 20) -> float:
     """max over the seed-fragment search of ``score(distances)``; the selection is ``d < select_cutoff``.
-    Seeds whose selection stopped changing leave the batch."""
+    Seeds whose selection stopped changing leave the batch, and seeds that reach the same selection
+    go on as one."""
     mask = seed_fragments(len(p))
     best = -np.inf
     for _ in range(max_iter):
-        r, t = kabsch(p, q, mask.astype(np.float64))
-        d = np.linalg.norm(apply(r, t, p) - q, axis=-1)
+        d = _distances(p, q, mask)
         best = max(best, float(score(d).max()))
         new = d < select_cutoff
         new = np.where(new.sum(1, keepdims=True) >= 3, new, mask)  # too few to superpose on: keep the last set
         moving = (new != mask).any(1)
         if not moving.any():
             break
-        mask = np.unique(new[moving], axis=0)  # seeds that reached the same set go on as one
+        mask = _unique_rows(new[moving])
     return best
 
 
@@ -96,19 +110,22 @@ def tm_score(p: np.ndarray, q: np.ndarray, n_ref: int) -> float:
     return _best_superposition_score(p, q, search, lambda d: (1.0 / (1.0 + (d / d0) ** 2)).sum(1) / n_ref)
 
 
-def _preserved_fraction(model_xyz: np.ndarray, ref_xyz: np.ndarray, residue: np.ndarray, chunk: int = 2048) -> float:
-    """lDDT over the atoms ``ref_xyz`` (model coordinates NaN where the model lacks the atom)."""
-    kept = np.zeros(len(LDDT_THRESHOLDS))
-    total = 0
-    thresholds = np.asarray(LDDT_THRESHOLDS)
-    for s in range(0, len(ref_xyz), chunk):
-        dr = np.linalg.norm(ref_xyz[s:s + chunk, None] - ref_xyz[None], axis=-1)
-        dm = np.linalg.norm(model_xyz[s:s + chunk, None] - model_xyz[None], axis=-1)
-        pairs = (dr < LDDT_RADIUS) & (residue[s:s + chunk, None] != residue[None])
-        diff = np.abs(dm - dr)[pairs]  # NaN (missing model atom) compares False: not preserved
-        total += int(pairs.sum())
-        kept += (diff[:, None] < thresholds).sum(0)
-    return float(kept.mean() / total) if total else 0.0
+def _preserved_fraction(model_xyz: np.ndarray, ref_xyz: np.ndarray, residue: np.ndarray) -> float:
+    """lDDT over the atoms ``ref_xyz`` (model coordinates NaN where the model lacks the atom): the pairs
+    within the inclusion radius come from a k-d tree of the reference, so the cost grows with the
+    number of neighbours, not with the square of the atom count."""
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(ref_xyz).query_pairs(LDDT_RADIUS, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    dr = np.linalg.norm(ref_xyz[i] - ref_xyz[j], axis=1)
+    keep = (residue[i] != residue[j]) & (dr < LDDT_RADIUS)  # other residues, strictly inside the radius
+    i, j, dr = i[keep], j[keep], dr[keep]
+    if len(i) == 0:
+        return 0.0
+    dm = np.linalg.norm(model_xyz[i] - model_xyz[j], axis=1)
+    diff = np.abs(dm - dr)  # NaN (a missing model atom) compares False: not preserved
+    return float(np.mean([(diff < t).mean() for t in LDDT_THRESHOLDS]))
 
 
 def lddt(model: Chain, ref: Chain, im: np.ndarray, ir: np.ndarray, ca_only: bool = False) -> float:
