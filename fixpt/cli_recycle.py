@@ -76,29 +76,29 @@ def score(
     window: Annotated[int, typer.Option("--window", help="recycles over which a worsening score flags a trajectory")] = 2,
     rmsd_tol: Annotated[float, typer.Option("--rmsd-tol", help="CA-RMSD rise (A) that counts as worsening")] = 0.25,
     gdt_tol: Annotated[float, typer.Option("--gdt-tol", help="GDT-TS drop (points) that counts as worsening")] = 1.0,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="where the per-recycle table goes [default: FOLDER/recycle_scores.csv]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score every target x model x seed x recycle: RMSD, GDT-TS/HA, TM-score, lDDT, pLDDT, residuals; flag non-convergence."""
     from rich.progress import Progress
 
-    from .recycle.layout import find_trajectories
-    from .recycle.score import SCORES_CSV, ScoreOptions, score_folder, summarise
+    from .recycle.score import SCORES_CSV, ScoreOptions, score_folder, summarise, write_csv
 
     opts = ScoreOptions(chain=chain, match="align" if align else "number", window=window, rmsd_tol=rmsd_tol, gdt_tol=gdt_tol)
-    n = len(find_trajectories(folder))
     with Progress(console=err, disable=not err.is_terminal or as_json, transient=True) as progress:
-        bar = progress.add_task("scoring recycles", total=n)
-        rows = score_folder(folder, reference, opts, on_trajectory=lambda t: progress.advance(bar))
+        bar = progress.add_task("scoring recycles", total=None)
+        rows = score_folder(folder, reference, opts, on_trajectory=lambda done, total: progress.update(bar, completed=done, total=total))
+    csv_path = csv_path or folder / SCORES_CSV
+    write_csv(csv_path, rows)
     if as_json:
         print_json(rows)  # a list of rows, one per target x model x seed x recycle
         return
     summary = summarise(rows)
-    table = Table(title=f"recycles against {reference.name} ({rows[0]['n_matched']} of {rows[0]['n_ref']} residues matched)",
-                  box=box.SIMPLE_HEAD, padding=(0, 1))
-    for col in ("target", "model", "seed", "N", "CA-RMSD r0->rN", "GDT-TS r0->rN", "TM rN", "residual", "ratio", "verdict"):
+    table = Table(title=f"recycles against {reference.name}", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for col in ("target", "model", "seed", "N", "matched", "CA-RMSD r0->rN", "GDT-TS r0->rN", "TM rN", "residual", "ratio", "verdict"):
         table.add_column(col, no_wrap=col != "target")
     for s in summary:
-        table.add_row(s["target"], str(s["model"]), str(s["seed"]), str(s["recycles"]),
+        table.add_row(s["target"], str(s["model"]), str(s["seed"]), str(s["recycles"]), f"{s['n_matched']}/{s['n_ref']}",
                       f"{s['rmsd_first']:.2f}->{s['rmsd_last']:.2f}", f"{s['gdt_ts_first']:.1f}->{s['gdt_ts_last']:.1f}",
                       f"{s['tm_score_last']:.3f}", _fmt(s["residual_last"], ".3f"), _fmt(s["ratio_last"], ".2f"),
                       s["verdict"].split(":")[0].split(" (")[0].replace(" from the reference", ""), style="red" if s["flagged"] else None)
@@ -108,4 +108,4 @@ def score(
         if s["flagged"]:
             out.print(f"flagged: {s['target']} model {s['model']} seed {s['seed']}: {s['verdict']}", highlight=False, soft_wrap=True)
     flagged = sum(s["flagged"] for s in summary)
-    out.print(f"{flagged} of {n} trajectories flagged; per-recycle scores in {folder / SCORES_CSV}", highlight=False, soft_wrap=True)
+    out.print(f"{flagged} of {len(summary)} trajectories flagged; per-recycle scores in {csv_path}", highlight=False, soft_wrap=True)

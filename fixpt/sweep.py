@@ -257,7 +257,8 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
     _write_json(d / "config.json", {"model": run.model, "params": run.params, **run.configs})
     start = time.perf_counter()
     try:
-        spec, task = get_spec(run.model), get_task(get_spec(run.model).task)
+        spec = get_spec(run.model)
+        task = get_task(spec.task)
         if task.trains:
             metrics = train(run.model, run.configs["model_config"], run.configs["data"], run.configs["train"], out=d, device=device,
                             save_ckpt=save_ckpt)

@@ -176,6 +176,15 @@ def test_real_rfah_run(tmp_path, rfah_dir):
     assert wrong[-1]["gdt_ts"] < rows[-1]["gdt_ts"] - 20 and wrong[-1]["tm_score"] < rows[-1]["tm_score"] - 0.25
 
 
+def test_score_reads_a_folder_in_place(tmp_path, rfah_dir):
+    """A results folder made elsewhere (here the read-only shared copy) is scored where it lies; the table goes to --csv."""
+    table = tmp_path / "rfah.csv"
+    res = run("recycle", "score", rfah_dir, "--reference", rfah_dir / "experimental" / "2oug_C.pdb", "--csv", table)
+    assert res.exit_code == 0, res.output
+    assert "141/141" in res.stdout and "converging" in res.stdout and "0 of 1 trajectories flagged" in res.stdout
+    assert len(table.read_text().splitlines()) == 5 and not (rfah_dir / "recycle_scores.csv").exists()
+
+
 def test_precomputed_folder_per_recycle_count(tmp_path, rfah_dir):
     """The paper's layout: one run per recycle count, each folder's final model is that recycle."""
     for k in range(4):
@@ -198,6 +207,8 @@ def test_bad_inputs_one_line_each(tmp_path, rfah_dir, pdb_dir):
     (tmp_path / "nothing").mkdir()
     one_line_error(run("recycle", "score", tmp_path / "nothing", "--reference", ref), "no recycle files")
     one_line_error(run("recycle", "score", good, "--reference", ref, "--chain", "Z"), "chain 'Z'", "chains are: C")
+    (tmp_path / "a-file").write_text("")
+    one_line_error(run("recycle", "score", good, "--reference", ref, "--csv", tmp_path / "a-file" / "scores.csv"), "cannot write", "--csv")
     # a reference numbered apart from the model: nothing in common by number
     import gemmi
 

@@ -28,7 +28,7 @@ from typing import Callable
 
 from ..checkpoint import atomic_write
 from ..errors import FixptError
-from ..protein import compare, read_chain, residual
+from ..protein import Chain, compare, read_chain, residual
 from ..protein.scores import TM_FOLD_THRESHOLD
 from .layout import Trajectory, find_trajectories
 
@@ -62,9 +62,8 @@ def reference_for(reference: Path, target: str) -> Path:
     raise FixptError(f"no reference structure for target {target!r} in {reference}: expected {target}.pdb or {target}.cif")
 
 
-def score_trajectory(traj: Trajectory, ref_path: Path, opts: ScoreOptions) -> list[dict]:
-    """One row per recycle: scores against the reference, residual to the next recycle, ratio and bound."""
-    ref = read_chain(ref_path, opts.chain)
+def score_trajectory(traj: Trajectory, ref: Chain, opts: ScoreOptions) -> list[dict]:
+    """One row per recycle: scores against the reference chain, residual to the next recycle, ratio and bound."""
     chains = [read_chain(traj.recycles[k]) for k in sorted(traj.recycles)]
     rows = []
     for k, chain in enumerate(chains):
@@ -73,7 +72,7 @@ def score_trajectory(traj: Trajectory, ref_path: Path, opts: ScoreOptions) -> li
         rows.append({"target": traj.target, "model": traj.model, "seed": traj.seed, "recycle": k, **{c: s[c] for c in (
             "rmsd", "gdt_ts", "gdt_ha", "tm_score", "lddt", "lddt_ca", "plddt")}, **step,
             "contraction_ratio": None, "error_bound": None, "n_matched": s["n_matched"], "n_ref": s["n_ref"],
-            "reference": ref_path.name})
+            "reference": Path(ref.source).name})
     for k in range(1, len(rows) - 1):
         prev, curr = rows[k - 1]["residual_rmsd"], rows[k]["residual_rmsd"]
         if prev > 0:
@@ -109,19 +108,23 @@ def assess(rows: list[dict], opts: ScoreOptions) -> tuple[str, bool]:
     return "; ".join([verdict] + notes), False
 
 
-def score_folder(folder: str | Path, reference: str | Path, opts: ScoreOptions | None = None,
-                 on_trajectory: Callable[[Trajectory], None] | None = None) -> list[dict]:
-    """Score every trajectory in ``folder`` and write ``folder/recycle_scores.csv``; return the rows."""
+def score_folder(folder: str | Path, reference: str | Path, opts: ScoreOptions | None = None, *,
+                 targets: set[str] | None = None, on_trajectory: Callable[[int, int], None] | None = None) -> list[dict]:
+    """The rows of every trajectory in ``folder`` (of ``targets`` only, if given), trajectory by trajectory;
+    ``on_trajectory(done, total)`` follows the progress."""
     opts = opts or ScoreOptions()
     folder, reference = Path(folder), Path(reference)
-    trajectories = find_trajectories(folder)
-    refs = {t.target: reference_for(reference, t.target) for t in trajectories}  # every reference is checked up front
+    trajectories = [t for t in find_trajectories(folder) if targets is None or t.target in targets]
+    if not trajectories:
+        raise FixptError(f"no recycle files for target(s) {', '.join(sorted(targets or []))} in {folder}")
+    # every reference is read (and its chain checked) once, before the long work
+    paths = {t.target: reference_for(reference, t.target) for t in trajectories}
+    chains = {p: read_chain(p, opts.chain) for p in set(paths.values())}
     rows: list[dict] = []
-    for traj in trajectories:
-        rows += score_trajectory(traj, refs[traj.target], opts)
+    for i, traj in enumerate(trajectories, 1):
+        rows += score_trajectory(traj, chains[paths[traj.target]], opts)
         if on_trajectory is not None:
-            on_trajectory(traj)
-    write_csv(folder / SCORES_CSV, rows)
+            on_trajectory(i, len(trajectories))
     return rows
 
 
@@ -131,22 +134,31 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
-    atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+    try:
+        atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+    except OSError as e:
+        raise FixptError(f"cannot write {path} ({e.strerror}); choose another file with --csv PATH") from None
+
+
+def trajectories_of(rows: list[dict]) -> list[list[dict]]:
+    """The rows grouped by trajectory (target, model, seed), in order."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["target"], row["model"], row["seed"]), []).append(row)
+    return list(groups.values())
 
 
 def summarise(rows: list[dict]) -> list[dict]:
     """One line per trajectory: first and last scores, last residual and ratio, the verdict."""
-    out: dict[tuple, dict] = {}
-    for row in rows:
-        key = (row["target"], row["model"], row["seed"])
-        s = out.setdefault(key, {"target": row["target"], "model": row["model"], "seed": row["seed"], "first": row})
-        s["last"] = row
-        if row["contraction_ratio"] is not None:
-            s["ratio"] = row["contraction_ratio"]
-        if row["residual_rmsd"] is not None:
-            s["residual"] = row["residual_rmsd"]
-    return [{"target": s["target"], "model": s["model"], "seed": s["seed"], "recycles": s["last"]["recycle"],
-             "rmsd_first": s["first"]["rmsd"], "rmsd_last": s["last"]["rmsd"], "gdt_ts_first": s["first"]["gdt_ts"],
-             "gdt_ts_last": s["last"]["gdt_ts"], "tm_score_last": s["last"]["tm_score"], "residual_last": s.get("residual"),
-             "ratio_last": s.get("ratio"), "verdict": s["last"]["verdict"], "flagged": s["last"]["flagged"]}
-            for s in out.values()]
+    out = []
+    for traj in trajectories_of(rows):
+        first, last = traj[0], traj[-1]
+        residuals = [r["residual_rmsd"] for r in traj if r["residual_rmsd"] is not None]
+        ratios = [r["contraction_ratio"] for r in traj if r["contraction_ratio"] is not None]
+        out.append({"target": first["target"], "model": first["model"], "seed": first["seed"], "recycles": last["recycle"],
+                    "rmsd_first": first["rmsd"], "rmsd_last": last["rmsd"], "gdt_ts_first": first["gdt_ts"],
+                    "gdt_ts_last": last["gdt_ts"], "tm_score_last": last["tm_score"], "n_matched": last["n_matched"],
+                    "n_ref": last["n_ref"],
+                    "residual_last": residuals[-1] if residuals else None, "ratio_last": ratios[-1] if ratios else None,
+                    "verdict": last["verdict"], "flagged": last["flagged"]})
+    return out

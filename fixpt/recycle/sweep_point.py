@@ -22,9 +22,8 @@ from pathlib import Path
 
 from ..errors import FixptError
 from ..protein.matching import MATCH_MODES
-from .layout import find_trajectories
 from .runner import RecycleRunConfig, read_fasta, run_colabfold
-from .score import ScoreOptions, score_trajectory, reference_for, write_csv, SCORES_CSV
+from .score import SCORES_CSV, ScoreOptions, score_folder, trajectories_of, write_csv
 
 CURVES = ("rmsd", "gdt_ts", "gdt_ha", "tm_score", "lddt", "plddt", "residual_rmsd", "residual_tol", "contraction_ratio")
 
@@ -73,19 +72,12 @@ def run_point(model: RecycleModelConfig, data: RecycleDataConfig, run: RecycleSc
             raise FixptError("the precomputed backend needs predictions (a ColabFold results folder)")
         folder = Path(model.predictions)
         wanted = {data.target} if data.target else None
-    trajectories = [t for t in find_trajectories(folder) if wanted is None or t.target in wanted]
-    if not trajectories:
-        raise FixptError(f"no recycle files for target {data.target!r} in {folder}")
     opts = ScoreOptions(chain=data.chain or None, match=data.match, window=run.window, rmsd_tol=run.rmsd_tol,
                         gdt_tol=run.gdt_tol, converged_below=run.converged_below)
-    rows, curves = [], []
-    for traj in trajectories:
-        traj_rows = score_trajectory(traj, reference_for(Path(data.reference), traj.target), opts)
-        rows += traj_rows
-        curves.append({"target": traj.target, "model": traj.model, "seed": traj.seed,
-                       **{c: [r[c] for r in traj_rows] for c in CURVES},
-                       "verdict": traj_rows[-1]["verdict"], "flagged": traj_rows[-1]["flagged"]})
+    rows = score_folder(folder, data.reference, opts, targets=wanted)
     write_csv(out / SCORES_CSV, rows)
+    curves = [{"target": t[0]["target"], "model": t[0]["model"], "seed": t[0]["seed"], **{c: [r[c] for r in t] for c in CURVES},
+               "verdict": t[-1]["verdict"], "flagged": t[-1]["flagged"]} for t in trajectories_of(rows)]
     final = [c["gdt_ts"][-1] for c in curves]
     return {"test_gdt_ts": sum(final) / len(final) / 100.0, "trajectories": curves,
             "flagged": sum(c["flagged"] for c in curves), "seconds": time.perf_counter() - start}
