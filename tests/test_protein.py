@@ -27,6 +27,19 @@ def test_reads_real_structures(pdb_dir):
     assert "HOH" not in rnase.resnames
 
 
+def test_mmcif_reads_as_pdb(pdb_dir, tmp_path):
+    """The same structure written as mmCIF gives the same chain: ids (insertion codes too), sequence, coordinates."""
+    import gemmi
+
+    st = gemmi.read_structure(str(pdb_dir / "1DIX.pdb"))
+    st.setup_entities()
+    cif = tmp_path / "1dix.cif"
+    st.make_mmcif_document().write_file(str(cif))
+    a, b = read_chain(pdb_dir / "1DIX.pdb"), read_chain(cif)
+    assert a.ids == b.ids and a.sequence == b.sequence and np.allclose(a.ca, b.ca)
+    assert compare(b, a)["rmsd"] < 1e-9
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_identity_and_rigid_copy_are_perfect(pdb_dir, name):
     chain = read_chain(pdb_dir / f"{name}.pdb")

@@ -176,6 +176,17 @@ def test_real_rfah_run(tmp_path, rfah_dir):
     assert wrong[-1]["gdt_ts"] < rows[-1]["gdt_ts"] - 20 and wrong[-1]["tm_score"] < rows[-1]["tm_score"] - 0.25
 
 
+def test_unranked_names_of_an_interrupted_run(tmp_path, rfah_dir):
+    """Before ranking, ColabFold names files without rank_NNN_; a ranked file of the same recycle wins."""
+    for k in range(4):
+        (tmp_path / f"RfaH_unrelaxed_alphafold2_model_2_seed_003.r{k}.pdb").symlink_to(rfah_dir / f"{STEM}.r{k}.pdb")
+    (trajectory,) = find_trajectories(tmp_path)
+    assert trajectory.model_type == "alphafold2" and sorted(trajectory.recycles) == [0, 1, 2, 3]
+    (tmp_path / f"{STEM}.r0.pdb").symlink_to(rfah_dir / f"{STEM}.r0.pdb")
+    (trajectory,) = find_trajectories(tmp_path)
+    assert trajectory.recycles[0].name == f"{STEM}.r0.pdb" and trajectory.recycles[1].name.startswith("RfaH_unrelaxed_alphafold2")
+
+
 def test_score_reads_a_folder_in_place(tmp_path, rfah_dir):
     """A results folder made elsewhere (here the read-only shared copy) is scored where it lies; the table goes to --csv."""
     table = tmp_path / "rfah.csv"
