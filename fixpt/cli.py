@@ -313,7 +313,7 @@ def check_contraction(
         raise typer.Exit(1)
 
 
-from . import cli_recycle, cli_sweep  # noqa: E402,F401 - register `recycle`, `sweep` and `report` on the app
+from . import cli_data, cli_recycle, cli_sweep  # noqa: E402,F401 - register `data`, `recycle`, `sweep` and `report`
 
 
 def main() -> None:
