@@ -121,6 +121,10 @@ def solve_vorticity(w0: Tensor, f: Tensor | None, viscosity: float, t_final: flo
     dx, dy = 2j * math.pi * kx, 2j * math.pi * ky
     implicit = 1.0 + 0.5 * dt * viscosity * lam
     explicit = (1.0 - 0.5 * dt * viscosity * lam) / implicit
+    advect = dealias * dt / implicit
+    # u = d(psi)/dy, v = -d(psi)/dx with psi_h = w_h / lambda, and the gradient of w, each one Fourier
+    # multiplier of w_h; four inverse transforms (one on the four stacked was 2.6x slower on the CPU)
+    multipliers = (dy * inv_lap, -dx * inv_lap, dx, dy)
     f_h = torch.fft.rfft2(f.to(w0.dtype)) * (dt / implicit) if f is not None else None
     w_h = torch.fft.rfft2(w0)
     per_record = round(record_every / dt)
@@ -128,11 +132,8 @@ def solve_vorticity(w0: Tensor, f: Tensor | None, viscosity: float, t_final: flo
     out = torch.empty(n, frames, s, s, dtype=w0.dtype, device=w0.device)
     for frame in range(frames):
         for _ in range(per_record):
-            psi_h = w_h * inv_lap
-            # u = d(psi)/dy, v = -d(psi)/dx; the four fields in one batched inverse transform
-            fields = torch.fft.irfft2(torch.stack((dy * psi_h, -dx * psi_h, dx * w_h, dy * w_h)), s=(s, s))
-            advection_h = torch.fft.rfft2(fields[0] * fields[2] + fields[1] * fields[3]) * dealias
-            w_h = explicit * w_h - (dt / implicit) * advection_h
+            u, v, w_x, w_y = (torch.fft.irfft2(m * w_h, s=(s, s)) for m in multipliers)
+            w_h = explicit * w_h - advect * torch.fft.rfft2(torch.addcmul(u * w_x, v, w_y))
             if f_h is not None:
                 w_h = w_h + f_h
         out[:, frame] = torch.fft.irfft2(w_h, s=(s, s))
