@@ -110,12 +110,13 @@ def _train_progress(enabled: bool) -> Progress:
 
 def _make_train_command(name: str):
     from .tasks import get_task
-    from .train import TrainConfig
+    from .train import train_config_of
 
     spec = get_spec(name)
     task = get_task(spec.task)
-    groups = {"model": spec.config, "data": task.data_config, "train": TrainConfig}
-    params = _options_of(spec.config) + _options_of(task.data_config) + _options_of(TrainConfig)
+    train_config = train_config_of(task)
+    groups = {"model": spec.config, "data": task.data_config, "train": train_config}
+    params = _options_of(spec.config) + _options_of(task.data_config) + _options_of(train_config)
     names = [p.name for p in params]
     if len(set(names)) != len(names):
         raise RuntimeError(f"model {name!r}: config fields clash with data/train options")

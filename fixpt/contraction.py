@@ -27,9 +27,19 @@ from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
-from torch.func import jvp, vjp
+from torch.func import jvp as _jvp
+from torch.func import vjp
 
 Operator = Callable[[Tensor], Tensor]
+
+
+def jvp(P: Operator, primals: tuple, tangents: tuple):
+    """``torch.func.jvp`` with attention computed by the math kernel of ``scaled_dot_product_attention``:
+    the fused CPU and CUDA kernels have no forward-mode derivative, the math one does (same values)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        return _jvp(P, primals, tangents)
 
 
 def _flat(x: Tensor, batched: bool) -> Tensor:

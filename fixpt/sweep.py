@@ -44,7 +44,7 @@ from .config import field_names, from_dict, to_dict
 from .errors import FixptError
 from .registry import get_spec, list_models
 from .tasks import get_task
-from .train import TrainConfig
+from .train import train_config_of
 
 PRESET_KEYS = ("description", "report", "model", "seeds", "base", "grid")
 LAYOUTS = ("table5", "table1", "recycle", "generic")
@@ -114,7 +114,7 @@ def _split(model: str, params: dict[str, Any]) -> dict[str, dict]:
 
 def run_config(task) -> type:
     """The config of the ``train`` section: :class:`TrainConfig`, or the task's own for a task that does not train."""
-    return TrainConfig if task.trains else task.run_config
+    return train_config_of(task) if task.trains else task.run_config
 
 
 def resolve(run: Run) -> None:

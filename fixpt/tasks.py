@@ -54,6 +54,45 @@ def macro_f1(pred: Tensor, target: Tensor, num_classes: int) -> float:
     return float(f1[present].mean()) if present.any() else 0.0
 
 
+class FieldRegression:
+    """Field-to-field regression on a grid (the Navier-Stokes task, :mod:`fixpt.data.fields`): MSE
+    loss, scored by the test MSE (lower is better). ``dims`` is ``((in_channels, grid), out_channels)``."""
+
+    name = "navier-stokes"
+    trains = True
+    higher_is_better = False
+
+    @property
+    def train_config(self):
+        from .train import FieldTrainConfig
+
+        return FieldTrainConfig
+
+    @property
+    def data_config(self):
+        from .data.fields import NavierStokesDataConfig
+
+        return NavierStokesDataConfig
+
+    def metric_of(self, data) -> str:
+        return "mse"
+
+    def load(self, cfg):
+        from .data.fields import load_navier_stokes
+
+        return load_navier_stokes(cfg)
+
+    def dims(self, data) -> tuple:
+        return (data.x.shape[1], data.x.shape[-1]), data.y.shape[1]
+
+    def loss(self, out: Tensor, data, split: str = "train") -> Tensor:
+        mask = getattr(data, f"{split}_mask")
+        return F.mse_loss(out[mask], data.y[mask])
+
+    def score(self, out: Tensor, data, split: str) -> float:
+        return float(self.loss(out, data, split))
+
+
 class StructureRecycling:
     """Predicted structures scored per recycle against a reference (:mod:`fixpt.recycle`). Nothing is
     trained: the model's ``run`` does the work, and the task's ``run_config`` replaces the train config."""
@@ -74,7 +113,7 @@ class StructureRecycling:
         return RecycleScoreConfig
 
 
-TASKS = {t.name: t for t in (NodeClassification(), StructureRecycling())}
+TASKS = {t.name: t for t in (NodeClassification(), FieldRegression(), StructureRecycling())}
 
 
 def get_task(name: str):

@@ -1,3 +1,3 @@
 """Built-in models; importing this package registers them."""
 
-from . import alphafold_recycle, gnn, itergnn, pign  # noqa: F401
+from . import alphafold_recycle, anie, gnn, itergnn, pign, vit  # noqa: F401

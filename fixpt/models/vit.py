@@ -1,0 +1,162 @@
+r"""Iterative vision transformers on fields (paper, section 5.2, Table 2, Algorithm 2).
+
+.. math::
+    f = \mathrm{PatchEmbed}(x) + p, \qquad
+    z_{k+1} = \alpha z_k + (1 - \alpha)\big(T(z_k) + f\big), \qquad z_0 = f, \qquad
+    \hat y = \mathrm{Unpatch}(\mathrm{Linear}(z_{n}))
+
+with :math:`T = \mathrm{LayerNorm} \circ B_L \circ \dots \circ B_1` a transformer encoder built
+from timm's blocks (pre-norm attention and MLP, each with its residual; attention through
+``scaled_dot_product_attention``), applied ``n_iter`` times with shared weights. ``n_iter = 1``
+is the ordinary single-pass ViT. The final LayerNorm keeps :math:`T` bounded, so iterates cannot
+grow with the number of iterations.
+
+Variants (the paper names them without defining them; these are our definitions):
+
+- ``vit``: square patches of all input frames (frames as channels), learned position embedding;
+- ``vit-small``: ``vit`` at half the width and half the depth;
+- ``vit-parallel``: ``vit`` with timm's ``ParallelScalingBlock``, attention and MLP computed in
+  parallel from the same normalised input (:math:`u + A(\mathrm{LN} u) + M(\mathrm{LN} u)`);
+- ``vit-3d``: space-time ("tubelet") patches of ``tubelet`` frames x ``patch`` x ``patch``,
+  the input frames as one channel, each token decoding to its own tubelet of output frames (needs
+  ``in_frames == out_frames``).
+
+Sizes: ``small`` (CPU minutes): patch 4, width 64, depth 4, 4 heads, MLP ratio 2; ``paper``: patch
+4, width 192, depth 12, 3 heads, MLP ratio 4 (the ViT-Tiny shape of the paper's Table 3 model);
+``vit-small`` halves width, depth and heads of either (paper: width 96 with 1 head).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import FixptError
+from ..registry import register
+from ..solve import GRAD_MODES, METHODS
+from .base import IterativeModel
+
+VARIANTS = ("vit", "vit-small", "vit-parallel", "vit-3d")
+SIZES = {"small": dict(patch=4, dim=64, depth=4, heads=4, mlp_ratio=2.0),
+         "paper": dict(patch=4, dim=192, depth=12, heads=3, mlp_ratio=4.0)}
+
+
+@dataclass
+class ViTConfig:
+    variant: str = field(default="vit", metadata={"choices": VARIANTS, "help": "architecture (see the model's docs)"})
+    size: str = field(default="small", metadata={"choices": tuple(SIZES), "help": "small (CPU) or paper"})
+    n_iter: int = field(default=1, metadata={"help": "Picard iterations of the encoder (1: the plain ViT)"})
+    alpha: float = field(default=0.5, metadata={"help": "damping: weight kept on z_k"})
+    tubelet: int = field(default=2, metadata={"help": "vit-3d: frames per space-time patch"})
+    solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
+    grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
+
+    def validate(self) -> None:
+        if self.n_iter < 1:
+            raise FixptError(f"n_iter={self.n_iter} must be >= 1")
+        if not 0 <= self.alpha < 1:
+            raise FixptError(f"alpha={self.alpha} must lie in [0, 1)")
+
+    def shape(self) -> dict:
+        s = dict(SIZES[self.size])
+        if self.variant == "vit-small":
+            s.update(dim=s["dim"] // 2, depth=max(1, s["depth"] // 2), heads=max(1, s["heads"] // 2))
+        return s
+
+
+def transformer(dim: int, depth: int, heads: int, mlp_ratio: float, parallel: bool = False) -> nn.Module:
+    """:math:`T = \\mathrm{LN} \\circ B_L \\circ \\dots \\circ B_1` from timm's blocks."""
+    from timm.models.vision_transformer import Block, ParallelScalingBlock
+
+    block = ParallelScalingBlock if parallel else Block
+    return nn.Sequential(*[block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)], nn.LayerNorm(dim))
+
+
+COORD_FREQUENCIES = 4
+NO_ATTENTION_BOUND = ("no certified bound: dot-product attention is not globally Lipschitz (Kim et al. 2021), so only the "
+                      "local Jacobian norm and the empirical ratio, estimates, are reported")
+
+
+def token_centres(frames: int, g: int) -> Tensor:
+    """``(frames * g * g, 3)`` centres (t, x, y) of the tokens in [0, 1)^3, in the tokens' order."""
+    t, x, y = torch.meshgrid(*((torch.arange(k) + 0.5) / k for k in (frames, g, g)), indexing="ij")
+    return torch.stack((t, x, y), -1).reshape(-1, 3)
+
+
+class FieldTokens(nn.Module):
+    """Fields ``(B, C, s, s)`` <-> tokens ``(B, n, dim)``: square patches over all channels, or
+    space-time tubelets (``tubelet > 0``: the channels are frames of one field)."""
+
+    def __init__(self, in_ch: int, out_ch: int, grid: int, patch: int, dim: int, tubelet: int = 0, coords: bool = False):
+        super().__init__()
+        if grid % patch:
+            raise FixptError(f"patch={patch} must divide the grid size {grid}")
+        if tubelet and (in_ch % tubelet or in_ch != out_ch):
+            raise FixptError(f"vit-3d needs in_frames == out_frames divisible by tubelet={tubelet}; got {in_ch} -> {out_ch}")
+        self.grid, self.patch, self.tubelet, self.out_ch = grid, patch, tubelet, out_ch
+        if tubelet:
+            self.embed = nn.Conv3d(1, dim, kernel_size=(tubelet, patch, patch), stride=(tubelet, patch, patch))
+            n = (in_ch // tubelet) * (grid // patch) ** 2
+            self.head = nn.Linear(dim, tubelet * patch * patch)
+        else:
+            self.embed = nn.Conv2d(in_ch, dim, kernel_size=patch, stride=patch)
+            n = (grid // patch) ** 2
+            self.head = nn.Linear(dim, out_ch * patch * patch)
+        if coords:  # a function of the token's centre (t, x, y) in [0, 1)^3, not a table: see anie.py
+            t = in_ch // tubelet if tubelet else 1
+            self.register_buffer("centres", token_centres(t, grid // patch), persistent=False)
+            self.coord_embed = nn.Linear(self.centres.shape[-1] * 2 * COORD_FREQUENCIES, dim)
+        else:
+            self.pos = nn.Parameter(torch.zeros(1, n, dim))
+            nn.init.trunc_normal_(self.pos, std=0.02)
+
+    def position(self) -> Tensor:
+        if hasattr(self, "pos"):
+            return self.pos
+        freq = torch.arange(1, COORD_FREQUENCIES + 1, device=self.centres.device, dtype=self.centres.dtype)
+        phase = 2 * torch.pi * self.centres[..., None] * freq  # (n, 3, F)
+        return self.coord_embed(torch.cat((phase.sin(), phase.cos()), -1).flatten(1))[None]
+
+    def encode(self, x: Tensor) -> Tensor:
+        e = self.embed(x[:, None] if self.tubelet else x)  # (B, dim, [t,] h, w)
+        return e.flatten(2).transpose(1, 2) + self.position()
+
+    def decode(self, z: Tensor) -> Tensor:
+        b, g, p = z.shape[0], self.grid // self.patch, self.patch
+        out = self.head(z)  # (B, n, [tubelet *] C * p * p)
+        if self.tubelet:
+            t = self.out_ch // self.tubelet
+            out = out.view(b, t, g, g, self.tubelet, p, p).permute(0, 1, 4, 2, 5, 3, 6)
+            return out.reshape(b, self.out_ch, g * p, g * p)
+        out = out.view(b, g, g, self.out_ch, p, p).permute(0, 3, 1, 4, 2, 5)
+        return out.reshape(b, self.out_ch, g * p, g * p)
+
+
+@register("vit", config=ViTConfig, task="navier-stokes")
+class IterativeViT(IterativeModel):
+    """Iterative vision transformer: one encoder applied n_iter times as a damped Picard iteration (paper, Alg. 2)."""
+
+    def __init__(self, cfg: ViTConfig, in_dim, out_dim: int):
+        super().__init__()
+        (in_ch, grid), self.cfg = in_dim, cfg
+        s = cfg.shape()
+        self.tokens = FieldTokens(in_ch, out_dim, grid, s["patch"], s["dim"], cfg.tubelet if cfg.variant == "vit-3d" else 0)
+        self.encoder = transformer(s["dim"], s["depth"], s["heads"], s["mlp_ratio"], parallel=cfg.variant == "vit-parallel")
+
+    def encode(self, data) -> Tensor:
+        return self.tokens.encode(data.x)
+
+    def step(self, z: Tensor, f: Tensor, data) -> Tensor:
+        return self.encoder(z) + f
+
+    def decode(self, z: Tensor, data) -> Tensor:
+        return self.tokens.decode(z)
+
+    def solver_options(self) -> dict:
+        c = self.cfg
+        return dict(method=c.solver, alpha=c.alpha, tol=0.0, max_iter=c.n_iter, grad=c.grad, batched=True)
+
+    def certified_lipschitz(self, data) -> tuple[float | None, str]:
+        return None, NO_ATTENTION_BOUND
