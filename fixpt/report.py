@@ -33,6 +33,7 @@ FRAMEWORK_LABELS = {"gnn": "w/o iterations", "itergnn": "IterGNN", "pign": "PIGN
 DATASET_LABELS = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed", "csbm": "CSBM", "longrange": "long-range",
                   "pascalvoc-sp": "PascalVOC-SP"}
 FORMATS = ("md", "latex", "csv", "json")
+LOWER_IS_BETTER = ("mse",)
 
 
 @dataclass
@@ -68,8 +69,11 @@ class Table:
     source: str = ""  # where the paper's numbers come from, with --compare paper
 
     def best(self, column: str) -> str | None:
+        """The row with the best mean in ``column``: the highest score, or the lowest error (MSE)."""
         scored = [(self.cells[r, column].mean, r) for r in self.rows if (r, column) in self.cells]
-        return max(scored)[1] if scored else None
+        if not scored:
+            return None
+        return (min(scored) if self.metric in LOWER_IS_BETTER else max(scored))[1]
 
 
 def load_runs(sweep_dir: str | Path) -> tuple[dict, list[dict]]:

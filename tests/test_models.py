@@ -120,3 +120,8 @@ def test_propagation_cache_never_outlives_its_graph(cfg):
 def test_untrained_registry_entries_refuse_training():
     with pytest.raises(fixpt.FixptError, match="not trained.*fixpt recycle"):
         build("alphafold-recycle", {}, {}, torch.device("cpu"))
+
+
+def test_batch_size_is_for_sample_tasks():
+    with pytest.raises(fixpt.FixptError, match="batch_size applies to tasks with independent samples"):
+        train("pign", {"hidden": 8}, {"csbm_nodes": 60}, {"epochs": 1, "batch_size": 4})

@@ -134,3 +134,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, table5_dir):
     generic = make_sweep(tmp_path / "g", [("gnn", {"seed": 0}, {"test_accuracy": 0.5})], report="generic", varying=())
     res = run("report", generic, "--compare", "paper")
     assert res.exit_code == 2 and "no numbers for the 'generic' layout" in res.stderr
+
+
+def test_lower_is_better_for_mse(tmp_path):
+    """An error metric (test_mse) bolds the smallest mean, not the largest."""
+    runs = [("vit", {"n_iter": k, "seed": s}, {"test_mse": v}) for k, vals in ((1, [0.30, 0.32]), (3, [0.10, 0.12])) for s, v in enumerate(vals)]
+    res = run("report", make_sweep(tmp_path, runs, report="generic", varying=("n_iter",)), "--format", "json")
+    assert res.exit_code == 0, res.output
+    best = {c["row"]: c["best"] for c in json.loads(res.stdout)["cells"]}
+    assert best == {"n_iter=1": False, "n_iter=3": True}
