@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import zipfile
 
 import pytest
 import torch

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from pathlib import Path
 
 import torch
 from torch_geometric.data import Data
