@@ -243,3 +243,15 @@ def test_bad_inputs_one_line_each(tmp_path, rfah_dir, pdb_dir):
     for k in (0, 1, 3):
         (holed / f"{STEM}.r{k}.pdb").symlink_to(rfah_dir / f"{STEM}.r{k}.pdb")
     one_line_error(run("recycle", "score", holed, "--reference", ref), "lacks recycle(s) 2")
+
+
+def test_precomputed_backend_in_a_sweep(tmp_path, rfah_dir):
+    sweep_dir = tmp_path / "sweep"
+    res = run("sweep", HERE.parent / "presets" / "recycle.yaml", "--out", sweep_dir, "--set", "backend=precomputed",
+              "--set", f"predictions={rfah_dir}", "--set", f"reference={rfah_dir / 'experimental' / '2oug_C.pdb'}",
+              "--set", "target=[RfaH]")
+    assert res.exit_code == 0, res.output
+    res = run("report", sweep_dir, "--format", "json")
+    cells = {r["column"]: r for r in json.loads(res.stdout)}
+    assert cells["GDT-TS last"]["mean"] == pytest.approx(81.56, abs=0.01) and cells["GDT-TS last"]["flagged"] == 0
+    assert cells["CA-RMSD r0 (A)"]["mean"] == pytest.approx(7.056, abs=0.001)
