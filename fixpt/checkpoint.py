@@ -47,12 +47,12 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, *, model: str, config: dict, data: dict, state_dict: dict,
-                    train: dict | None = None, metrics: dict | None = None) -> None:
+                    train: dict | None = None, metrics: dict | None = None, task: str | None = None) -> None:
     from . import __version__
 
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fixpt_version": __version__,
-        "model": model, "config": config, "data": data, "train": train or {}, "metrics": metrics or {},
+        "model": model, "task": task, "config": config, "data": data, "train": train or {}, "metrics": metrics or {},
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))

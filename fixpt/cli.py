@@ -113,25 +113,42 @@ def _make_train_command(name: str):
     from .train import train_config_of
 
     spec = get_spec(name)
-    task = get_task(spec.task)
-    train_config = train_config_of(task)
-    groups = {"model": spec.config, "data": task.data_config, "train": train_config}
-    params = _options_of(spec.config) + _options_of(task.data_config) + _options_of(train_config)
+    tasks = {t: get_task(t) for t in spec.tasks}
+    train_config = train_config_of(tasks[spec.task])
+    if any(train_config_of(t) is not train_config for t in tasks.values()):
+        raise RuntimeError(f"model {name!r}: its tasks must share one training config")
+    data_options, seen = [], set()
+    for t in tasks.values():  # the data options of every task the model serves, each once
+        for p in _options_of(t.data_config):
+            if p.name not in seen:
+                seen.add(p.name)
+                data_options.append(p)
+    params = _options_of(spec.config) + data_options + _options_of(train_config)
     names = [p.name for p in params]
     if len(set(names)) != len(names):
         raise RuntimeError(f"model {name!r}: config fields clash with data/train options")
+    if len(tasks) > 1:
+        params.append(inspect.Parameter("task", inspect.Parameter.KEYWORD_ONLY, annotation=str,
+                                        default=typer.Option(spec.task, "--task", help=f"one of: {', '.join(tasks)}")))
     params += [
         inspect.Parameter("out_dir", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
                           default=typer.Option(None, "--out", help="run folder for ckpt.pt and metrics.json [default: runs/<model>-<time>]")),
         inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, annotation=str, default=typer.Option("auto", "--device", help="auto, cpu or cuda")),
         inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(False, "--json", help="print the metrics as JSON on stdout")),
     ]
+    defaults = {p.name: p.default.default for p in data_options}
 
     @user_errors
     def command(**kw):
         from .train import train
 
+        task = tasks[spec.task_for(kw.get("task"))]
+        groups = {"model": spec.config, "data": task.data_config, "train": train_config}
         cfgs = {g: {f.name: kw[f.name] for f in dataclasses.fields(cls)} for g, cls in groups.items()}
+        foreign = [k for k in defaults if k not in cfgs["data"] and kw[k] != defaults[k]]
+        if foreign:
+            raise FixptError(f"--{foreign[0].replace('_', '-')} is not an option of task {task.name!r}; "
+                             f"pick the task it belongs to with --task")
         out_dir = kw["out_dir"] or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         # the bar is for people at a terminal; scripts (and --json) get clean stderr
         with _train_progress(enabled=err.is_terminal and not kw["as_json"]) as progress:
@@ -142,11 +159,12 @@ def _make_train_command(name: str):
                                 stats=f"loss {ev['train_loss']:.3f}  " + "  ".join(
                                     f"{k.replace('_', ' ')} {v:.3f}" for k, v in ev.items() if k.startswith("val_") and k != "val_loss"))
 
-            metrics = train(name, cfgs["model"], cfgs["data"], cfgs["train"], out=out_dir, device=kw["device"], on_epoch=on_epoch)
+            metrics = train(name, cfgs["model"], cfgs["data"], cfgs["train"], out=out_dir, device=kw["device"], on_epoch=on_epoch,
+                            task=task.name)
         if kw["as_json"]:
             print_json({**metrics, "out": str(out_dir)})
             return
-        table = Table(title=f"{name} on {cfgs['data']['dataset']}", show_header=True)
+        table = Table(title=f"{name} on {cfgs['data'].get('dataset', task.name)}", show_header=True)
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, value in metrics.items():
@@ -156,7 +174,8 @@ def _make_train_command(name: str):
 
     command.__signature__ = inspect.Signature(params)
     command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__doc__ = f"{spec.description}\n\nTask: {spec.task}; every option is a field of {spec.config.__name__}, the data config or the train config."
+    command.__doc__ = (f"{spec.description}\n\nTask: {', '.join(tasks)}; every option is a field of {spec.config.__name__}, "
+                       "the data config or the train config.")
     train_app.command(name, help=command.__doc__)(command)
 
 

@@ -28,22 +28,33 @@ class ModelSpec:
     name: str
     cls: Callable[..., Any]  # called as cls(config, in_dim, out_dim)
     config: type  # the typed config dataclass
-    task: str
+    task: str  # the default task
     iterative: bool
     description: str
+    tasks: tuple[str, ...] = ()  # every task the model serves (the default first)
+
+    def task_for(self, task: str | None) -> str:
+        """``task`` if the model serves it (None: the default), else an error naming the ones it does."""
+        if task is None or task == self.task:
+            return self.task
+        if task not in self.tasks:
+            raise FixptError(f"model {self.name!r} does not do task {task!r}; its tasks: {', '.join(self.tasks)}")
+        return task
 
 
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name: str, *, config: type, task: str, iterative: bool = True):
-    """Class decorator adding a model to the registry under ``name``; a second use of a name is an error."""
+def register(name: str, *, config: type, task: str | tuple[str, ...], iterative: bool = True):
+    """Class decorator adding a model to the registry under ``name``; a second use of a name is an error.
+    ``task`` is one task or several (the first is the default; ``--task`` picks another)."""
 
     def wrap(cls):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered by {_MODELS[name].cls.__qualname__}")
         doc = (cls.__doc__ or "").strip().splitlines()
-        _MODELS[name] = ModelSpec(name, cls, config, task, iterative, doc[0] if doc else "")
+        tasks = (task,) if isinstance(task, str) else tuple(task)
+        _MODELS[name] = ModelSpec(name, cls, config, tasks[0], iterative, doc[0] if doc else "", tasks)
         return cls
 
     return wrap

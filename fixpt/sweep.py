@@ -97,12 +97,15 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
 
 
 def _split(model: str, params: dict[str, Any]) -> dict[str, dict]:
-    """Route flat keys to the model, data and training configs; an unknown key is an error."""
+    """Route flat keys to the model, data and training configs (``task`` picks one of the model's
+    tasks and is not routed); an unknown key is an error."""
     spec = get_spec(model)
-    task = get_task(spec.task)
+    task = get_task(spec.task_for(params.get("task")))
     sections = {"model": field_names(spec.config), "data": field_names(task.data_config), "train": field_names(run_config(task))}
     out: dict[str, dict] = {k: {} for k in sections}
     for key, value in params.items():
+        if key == "task":
+            continue
         where = [s for s, names in sections.items() if key in names]
         if not where:
             valid = sorted(n for names in sections.values() for n in names)
@@ -121,8 +124,9 @@ def resolve(run: Run) -> None:
     """Fill ``run.configs`` (every default made explicit) and ``run.id``; errors name the bad key."""
     parts = _split(run.model, run.params)
     spec = get_spec(run.model)
-    task = get_task(spec.task)
+    task = get_task(spec.task_for(run.params.get("task")))
     run.configs = {
+        "task": task.name,
         "model_config": to_dict(from_dict(spec.config, parts["model"], what=f"{run.model} config")),
         "data": to_dict(from_dict(task.data_config, parts["data"], what="data config")),
         "train": to_dict(from_dict(run_config(task), parts["train"], what="train config" if task.trains else "run config")),
@@ -132,6 +136,8 @@ def resolve(run: Run) -> None:
     # (taken after type coercion, so `noise: 0` and `noise: 0.0` name the same run)
     sections = {"model": "model_config", "data": "data", "train": "train"}
     given = {k: run.configs[sections[part]][k] for part, keys in parts.items() for k in keys}
+    if "task" in run.params:  # a model's other task (absent for the default: older sweeps keep their ids)
+        given["task"] = task.name
     digest = hashlib.sha1(json.dumps({"model": run.model, "params": given}, sort_keys=True).encode()).hexdigest()[:8]
     run.id = f"{run.model}-{digest}"
 
@@ -258,10 +264,10 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
     start = time.perf_counter()
     try:
         spec = get_spec(run.model)
-        task = get_task(spec.task)
+        task = get_task(run.configs.get("task", spec.task))
         if task.trains:
             metrics = train(run.model, run.configs["model_config"], run.configs["data"], run.configs["train"], out=d, device=device,
-                            save_ckpt=save_ckpt)
+                            save_ckpt=save_ckpt, task=task.name)
         else:  # e.g. alphafold-recycle: the model runs and scores itself
             model = spec.cls(from_dict(spec.config, run.configs["model_config"]))
             metrics = model.run(from_dict(task.data_config, run.configs["data"]), from_dict(task.run_config, run.configs["train"]), d)

@@ -56,11 +56,12 @@ def macro_f1(pred: Tensor, target: Tensor, num_classes: int) -> float:
 
 class FieldRegression:
     """Field-to-field regression on a grid (the Navier-Stokes task, :mod:`fixpt.data.fields`): MSE
-    loss, scored by the test MSE (lower is better). ``dims`` is ``((in_channels, grid), out_channels)``."""
+    loss, scored by the test MSE (lower is better). ``dims`` is ``(FieldDims, out_channels)``."""
 
     name = "navier-stokes"
     trains = True
     higher_is_better = False
+    iterate_in = "tokens"  # the models iterate on their token embedding
 
     @property
     def train_config(self):
@@ -83,7 +84,9 @@ class FieldRegression:
         return load_navier_stokes(cfg)
 
     def dims(self, data) -> tuple:
-        return (data.x.shape[1], data.x.shape[-1]), data.y.shape[1]
+        from .data.fields import FieldDims
+
+        return FieldDims(data.x.shape[1], data.x.shape[-1], self.iterate_in), data.y.shape[1]
 
     def loss(self, out: Tensor, data, split: str = "train") -> Tensor:
         mask = getattr(data, f"{split}_mask")
@@ -91,6 +94,26 @@ class FieldRegression:
 
     def score(self, out: Tensor, data, split: str) -> float:
         return float(self.loss(out, data, split))
+
+
+class MaskedPixels(FieldRegression):
+    """Masked-pixel reconstruction (paper, Table 3): the image with 75 % of its pixels blacked out in,
+    the whole image out, MSE. Models iterate in pixel space, :math:`x_{i+1} = (1 - \lambda) T(x_i) + \lambda x_i`
+    from the masked image, and the loss is taken on the last iterate (:mod:`fixpt.data.images`)."""
+
+    name = "masked-pixels"
+    iterate_in = "pixels"
+
+    @property
+    def data_config(self):
+        from .data.images import MaskedPixelsDataConfig
+
+        return MaskedPixelsDataConfig
+
+    def load(self, cfg):
+        from .data.images import load_masked_pixels
+
+        return load_masked_pixels(cfg)
 
 
 class StructureRecycling:
@@ -113,7 +136,7 @@ class StructureRecycling:
         return RecycleScoreConfig
 
 
-TASKS = {t.name: t for t in (NodeClassification(), FieldRegression(), StructureRecycling())}
+TASKS = {t.name: t for t in (NodeClassification(), FieldRegression(), MaskedPixels(), StructureRecycling())}
 
 
 def get_task(name: str):

@@ -89,10 +89,11 @@ def fit_hidden(spec, mcfg, in_dim: int, out_dim: int, budget: int):
     return dataclasses.replace(mcfg, hidden=lo * step)
 
 
-def build(name: str, model_cfg: dict, data_cfg: dict, device: torch.device, param_budget: int = 0):
-    """Resolve configs, load the data and build the model: (spec, task, model, data, cfgs)."""
+def build(name: str, model_cfg: dict, data_cfg: dict, device: torch.device, param_budget: int = 0, task: str | None = None):
+    """Resolve configs, load the data and build the model: (spec, task, model, data, cfgs). ``task``
+    picks one of the model's tasks (None: its default)."""
     spec = get_spec(name)
-    task = get_task(spec.task)
+    task = get_task(spec.task_for(task))
     if not task.trains:
         raise FixptError(f"model {name!r} is not trained (task {task.name}); run it with `fixpt recycle` or `fixpt sweep`")
     mcfg = from_dict(spec.config, model_cfg, what=f"{name} config")
@@ -115,7 +116,8 @@ def evaluate(model, task, data) -> dict:
 
 
 def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: str | Path | None = None,
-          device: str = "auto", on_epoch: Callable[[int, dict], None] | None = None, save_ckpt: bool = True) -> dict:
+          device: str = "auto", on_epoch: Callable[[int, dict], None] | None = None, save_ckpt: bool = True,
+          task: str | None = None) -> dict:
     """Train ``name``; write ``out/ckpt.pt`` (unless ``save_ckpt`` is False) and then ``out/metrics.json``
     (each atomically, metrics last: a run with ``metrics.json`` is complete) and return the metrics.
 
@@ -123,9 +125,10 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
     lowest MSE; ties: lower validation loss); the test split is never used to choose anything.
     """
     dev = resolve_device(device)
-    tcfg = from_dict(train_config_of(get_task(get_spec(name).task)), train_cfg, what="train config")
+    spec = get_spec(name)
+    tcfg = from_dict(train_config_of(get_task(spec.task_for(task))), train_cfg, what="train config")
     seed_everything(tcfg.seed)
-    spec, task, model, data, mcfg, dcfg = build(name, model_cfg, data_cfg, dev, tcfg.param_budget)
+    spec, task, model, data, mcfg, dcfg = build(name, model_cfg, data_cfg, dev, tcfg.param_budget, task)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
 
     metric = task.metric_of(data)
@@ -168,6 +171,7 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
     evaluate(model, task, data)  # leaves the final (eval-mode) solve in model.last_solution
     metrics = {
         "model": name,
+        "task": task.name,
         f"val_{metric}": best[f"val_{metric}"],
         f"test_{metric}": best[f"test_{metric}"],
         f"train_{metric}": best[f"train_{metric}"],
@@ -190,7 +194,7 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
         out = Path(out)
         if save_ckpt:
             save_checkpoint(out / "ckpt.pt", model=name, config=to_dict(mcfg), data=to_dict(dcfg),
-                            state_dict=best["state"], train=to_dict(tcfg), metrics=metrics)
+                            state_dict=best["state"], train=to_dict(tcfg), metrics=metrics, task=task.name)
         atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
     return metrics
 
@@ -208,7 +212,7 @@ def load_trained(path: str | Path, device: str = "auto"):
     """Rebuild a trained model and its exact inputs from a checkpoint: (spec, task, model, data, ckpt)."""
     ckpt = load_checkpoint(path)
     dev = resolve_device(device)
-    spec, task, model, data, _, _ = build(ckpt["model"], ckpt["config"], ckpt["data"], dev)
+    spec, task, model, data, _, _ = build(ckpt["model"], ckpt["config"], ckpt["data"], dev, task=ckpt.get("task"))
     try:
         model.load_state_dict(_upgrade_state_dict(ckpt["state_dict"], model))
     except RuntimeError as e:

@@ -22,6 +22,16 @@ from ..errors import FixptError
 from .navier_stokes import SIZES, VISCOSITIES, NavierStokesConfig, generate, load_dataset
 
 
+class FieldDims(tuple):
+    """What a field model needs to know of its input: ``(channels, grid)``, and where the task wants
+    the iteration: on the token embedding (``"tokens"``) or on the image itself (``"pixels"``)."""
+
+    def __new__(cls, channels: int, grid: int, iterate_in: str = "tokens"):
+        obj = super().__new__(cls, (channels, grid))
+        obj.iterate_in = iterate_in
+        return obj
+
+
 @dataclass
 class FieldData:
     x: Tensor  # (N, C_in, s, s)

@@ -21,6 +21,11 @@ Variants (the paper names them without defining them; these are our definitions)
   the input frames as one channel, each token decoding to its own tubelet of output frames (needs
   ``in_frames == out_frames``).
 
+On the masked-pixel task (Table 3) the iteration runs on the image instead:
+:math:`x_{i+1} = (1 - \lambda) T(x_i) + \lambda x_i` from the masked image, :math:`\lambda` = ``alpha``,
+with :math:`T` = embed, encoder, ``decoder_depth`` more blocks, un-patch (an image to an image), and
+the output is the last iterate.
+
 Sizes: ``small`` (CPU minutes): patch 4, width 64, depth 4, 4 heads, MLP ratio 2; ``paper``: patch
 4, width 192, depth 12, 3 heads, MLP ratio 4 (the ViT-Tiny shape of the paper's Table 3 model);
 ``vit-small`` halves width, depth and heads of either (paper: width 96 with 1 head).
@@ -50,6 +55,8 @@ class ViTConfig:
     n_iter: int = field(default=1, metadata={"help": "Picard iterations of the encoder (1: the plain ViT)"})
     alpha: float = field(default=0.5, metadata={"help": "damping: weight kept on z_k"})
     tubelet: int = field(default=2, metadata={"help": "vit-3d: frames per space-time patch"})
+    patch: int = field(default=0, metadata={"help": "patch size (0: the size's, 4)"})
+    decoder_depth: int = field(default=0, metadata={"help": "transformer blocks between the iteration and the output head"})
     solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
 
@@ -61,6 +68,7 @@ class ViTConfig:
 
     def shape(self) -> dict:
         s = dict(SIZES[self.size])
+        s["patch"] = self.patch or s["patch"]
         if self.variant == "vit-small":
             s.update(dim=s["dim"] // 2, depth=max(1, s["depth"] // 2), heads=max(1, s["heads"] // 2))
         return s
@@ -134,25 +142,35 @@ class FieldTokens(nn.Module):
         return out.reshape(b, self.out_ch, g * p, g * p)
 
 
-@register("vit", config=ViTConfig, task="navier-stokes")
+@register("vit", config=ViTConfig, task=("navier-stokes", "masked-pixels"))
 class IterativeViT(IterativeModel):
     """Iterative vision transformer: one encoder applied n_iter times as a damped Picard iteration (paper, Alg. 2)."""
 
     def __init__(self, cfg: ViTConfig, in_dim, out_dim: int):
         super().__init__()
         (in_ch, grid), self.cfg = in_dim, cfg
+        # where the task wants the iteration: on tokens (Navier-Stokes) or on the image (masked pixels)
+        self.pixels = getattr(in_dim, "iterate_in", "tokens") == "pixels"
+        if self.pixels and (in_ch != out_dim or cfg.variant == "vit-3d"):
+            raise FixptError(f"iterating on pixels needs a 2-D variant mapping images to images; got {cfg.variant}, {in_ch} -> {out_dim} channels")
         s = cfg.shape()
         self.tokens = FieldTokens(in_ch, out_dim, grid, s["patch"], s["dim"], cfg.tubelet if cfg.variant == "vit-3d" else 0)
         self.encoder = transformer(s["dim"], s["depth"], s["heads"], s["mlp_ratio"], parallel=cfg.variant == "vit-parallel")
+        self.decoder = transformer(s["dim"], cfg.decoder_depth, s["heads"], s["mlp_ratio"]) if cfg.decoder_depth else nn.Identity()
+
+    def image_map(self, x: Tensor) -> Tensor:
+        """Pixels mode: :math:`T(x)`, an image to an image (embed, encoder, decoder, unpatch)."""
+        return self.tokens.decode(self.decoder(self.encoder(self.tokens.encode(x))))
 
     def encode(self, data) -> Tensor:
-        return self.tokens.encode(data.x)
+        return data.x if self.pixels else self.tokens.encode(data.x)
 
     def step(self, z: Tensor, f: Tensor, data) -> Tensor:
-        return self.encoder(z) + f
+        # tokens: P(z) = T(z) + f; pixels: P(x) = T(x), so the damped step is x <- (1 - lam) T(x) + lam x
+        return self.image_map(z) if self.pixels else self.encoder(z) + f
 
     def decode(self, z: Tensor, data) -> Tensor:
-        return self.tokens.decode(z)
+        return z if self.pixels else self.tokens.decode(self.decoder(z))
 
     def solver_options(self) -> dict:
         c = self.cfg
