@@ -97,7 +97,7 @@ class FieldRegression:
 
 
 class MaskedPixels(FieldRegression):
-    """Masked-pixel reconstruction (paper, Table 3): the image with 75 % of its pixels blacked out in,
+    r"""Masked-pixel reconstruction (paper, Table 3): the image with 75 % of its pixels blacked out in,
     the whole image out, MSE. Models iterate in pixel space, :math:`x_{i+1} = (1 - \lambda) T(x_i) + \lambda x_i`
     from the masked image, and the loss is taken on the last iterate (:mod:`fixpt.data.images`)."""
 
