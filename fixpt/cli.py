@@ -127,9 +127,8 @@ def _make_train_command(name: str):
     names = [p.name for p in params]
     if len(set(names)) != len(names):
         raise RuntimeError(f"model {name!r}: config fields clash with data/train options")
-    if len(tasks) > 1:
-        params.append(inspect.Parameter("task", inspect.Parameter.KEYWORD_ONLY, annotation=str,
-                                        default=typer.Option(spec.task, "--task", help=f"one of: {', '.join(tasks)}")))
+    params.append(inspect.Parameter("task", inspect.Parameter.KEYWORD_ONLY, annotation=str,
+                                    default=typer.Option(spec.task, "--task", help=f"one of: {', '.join(tasks)}")))
     params += [
         inspect.Parameter("out_dir", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
                           default=typer.Option(None, "--out", help="run folder for ckpt.pt and metrics.json [default: runs/<model>-<time>]")),

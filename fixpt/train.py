@@ -3,6 +3,7 @@ atomic checkpoint and metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -50,6 +51,7 @@ class FieldTrainConfig(TrainConfig):
     weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
     patience: int = field(default=30, metadata={"help": "stop after this many epochs without a better validation score"})
     batch_size: int = field(default=20, metadata={"help": "training samples per step (0: the whole training set)"})
+    amp: bool = field(default=True, metadata={"help": "bf16 autocast for the training steps on CUDA (ignored on the CPU)"})
 
 
 def train_config_of(task) -> type:
@@ -136,6 +138,8 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
     if tcfg.batch_size and not hasattr(data, "subset"):
         raise FixptError(f"batch_size applies to tasks with independent samples; {task.name} trains on one whole graph (use 0)")
     train_index = data.train_mask.nonzero().flatten() if tcfg.batch_size else None
+    use_amp = getattr(tcfg, "amp", False) and dev.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
     best = {"key": (-math.inf, -math.inf)}
     start, since_best = time.perf_counter(), 0
     for epoch in range(1, tcfg.epochs + 1):
@@ -148,7 +152,8 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
         losses = []
         for batch in batches:
             opt.zero_grad(set_to_none=True)
-            loss = task.loss(model(batch), batch, "train")
+            with autocast():
+                loss = task.loss(model(batch), batch, "train")
             if not torch.isfinite(loss):
                 raise DivergenceError(f"training loss became {float(loss)} at epoch {epoch}; lower --lr, raise --alpha or use --contractive")
             loss.backward()

@@ -43,3 +43,26 @@ def test_train_iterate_check_on_cuda(tmp_path):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["check-contraction", str(tmp_path / "ckpt.pt"), "--device", "cuda", "--json", "--require-certificate"])
     assert res.exit_code == 0 and json.loads(res.stdout)["verdict"] == "certified", res.output
+
+
+@cuda
+def test_navier_stokes_generator_on_cuda_matches_cpu():
+    from fixpt.data.navier_stokes import forcing, gaussian_random_field, solve_vorticity
+
+    w0 = gaussian_random_field(4, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    f = forcing(32, dtype=torch.float64)
+    cpu = solve_vorticity(w0, f, 1e-3, 1.0, 1e-3)
+    gpu = solve_vorticity(w0.cuda(), f.cuda(), 1e-3, 1.0, 1e-3)
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-10)
+
+
+@cuda
+def test_vit_trains_with_bf16_autocast_on_cuda(tmp_path):
+    from fixpt.data.navier_stokes import NavierStokesConfig, generate
+    from fixpt.train import train
+
+    path = generate(NavierStokesConfig(n_samples=12, resolution=16, fine=16, t_final=4, dt=1e-3), tmp_path, device="cuda")
+    for amp in (True, False):
+        metrics = train("vit", {"n_iter": 2}, {"data_file": str(path), "in_frames": 2, "out_frames": 2},
+                              {"epochs": 3, "batch_size": 4, "amp": amp}, device="cuda")
+        assert metrics["device"].startswith("cuda") and 0 < metrics["test_mse"] < 1

@@ -83,9 +83,10 @@ def test_training_lowers_the_error(ns_file):
     assert metrics["n_iter"] == 2
 
 
-def test_iterate_and_check_contraction_on_a_vit_checkpoint(ns_file, tmp_path):
-    res = runner.invoke(app, ["train", "vit", "--data-file", ns_file, "--in-frames", "2", "--out-frames", "2", "--n-iter", "3",
-                              "--epochs", "2", "--out", str(tmp_path / "run"), "--json"])
+@pytest.mark.parametrize("model", ["vit", "anie"])
+def test_iterate_and_check_contraction_on_a_checkpoint(ns_file, tmp_path, model):
+    res = runner.invoke(app, ["train", model, "--task", "navier-stokes", "--data-file", ns_file, "--in-frames", "2",
+                              "--out-frames", "2", "--n-iter", "3", "--epochs", "2", "--out", str(tmp_path / "run"), "--json"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["iterate", str(tmp_path / "run" / "ckpt.pt"), "--max-iter", "6", "--json"])
     assert res.exit_code == 0, res.output
