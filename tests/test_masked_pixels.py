@@ -93,3 +93,11 @@ def test_task_option(tmp_path):
         assert res.exit_code == 2 and len(lines) == 1 and needle in lines[0], res.output
     with pytest.raises(FixptError, match="does not do task"):
         build("pign", {}, {}, torch.device("cpu"), task="masked-pixels")
+
+
+def test_paper_size_is_the_papers_table3_vit():
+    """12 encoder and 4 decoder blocks, width 192, 3 heads, patch 2 (paper, Table 3)."""
+    _, _, model, data, _, _ = build("vit", {"size": "paper"}, {}, torch.device("cpu"), task="masked-pixels")
+    blocks = lambda m: [b for b in m.modules() if type(b).__name__ == "Block"]  # noqa: E731
+    assert len(blocks(model.encoder)) == 12 and len(blocks(model.decoder)) == 4
+    assert all(b.attn.num_heads == 3 for b in blocks(model)) and model.tokens.pos.shape == (1, 16, 192)  # 8 x 8 / patch 2

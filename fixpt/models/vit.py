@@ -26,9 +26,10 @@ On the masked-pixel task (Table 3) the iteration runs on the image instead:
 with :math:`T` = embed, encoder, ``decoder_depth`` more blocks, un-patch (an image to an image), and
 the output is the last iterate.
 
-Sizes: ``small`` (CPU minutes): patch 4, width 64, depth 4, 4 heads, MLP ratio 2; ``paper``: patch
-4, width 192, depth 12, 3 heads, MLP ratio 4 (the ViT-Tiny shape of the paper's Table 3 model);
-``vit-small`` halves width, depth and heads of either (paper: width 96 with 1 head).
+Sizes: ``small`` (CPU minutes): patch 4, width 64, depth 4, 4 heads, MLP ratio 2, no decoder
+blocks; ``paper``: the one ViT the paper specifies (Table 3): patch 2, width 192, 12 encoder and 4
+decoder blocks, 3 heads, MLP ratio 4. ``vit-small`` halves width, depths and heads of either
+(paper: width 96, 6 + 2 blocks, 1 head). ``--patch`` and ``--decoder-depth`` override the size.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
 
 VARIANTS = ("vit", "vit-small", "vit-parallel", "vit-3d")
-SIZES = {"small": dict(patch=4, dim=64, depth=4, heads=4, mlp_ratio=2.0),
-         "paper": dict(patch=4, dim=192, depth=12, heads=3, mlp_ratio=4.0)}
+SIZES = {"small": dict(patch=4, dim=64, depth=4, heads=4, mlp_ratio=2.0, decoder_depth=0),
+         "paper": dict(patch=2, dim=192, depth=12, heads=3, mlp_ratio=4.0, decoder_depth=4)}
 
 
 @dataclass
@@ -55,8 +56,8 @@ class ViTConfig:
     n_iter: int = field(default=1, metadata={"help": "Picard iterations of the encoder (1: the plain ViT)"})
     alpha: float = field(default=0.5, metadata={"help": "damping: weight kept on z_k"})
     tubelet: int = field(default=2, metadata={"help": "vit-3d: frames per space-time patch"})
-    patch: int = field(default=0, metadata={"help": "patch size (0: the size's, 4)"})
-    decoder_depth: int = field(default=0, metadata={"help": "transformer blocks between the iteration and the output head"})
+    patch: int = field(default=0, metadata={"help": "patch size (0: the size's)"})
+    decoder_depth: int = field(default=-1, metadata={"help": "transformer blocks between the iteration and the output head (-1: the size's)"})
     solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
 
@@ -69,8 +70,11 @@ class ViTConfig:
     def shape(self) -> dict:
         s = dict(SIZES[self.size])
         s["patch"] = self.patch or s["patch"]
+        if self.decoder_depth >= 0:
+            s["decoder_depth"] = self.decoder_depth
         if self.variant == "vit-small":
-            s.update(dim=s["dim"] // 2, depth=max(1, s["depth"] // 2), heads=max(1, s["heads"] // 2))
+            s.update(dim=s["dim"] // 2, depth=max(1, s["depth"] // 2), heads=max(1, s["heads"] // 2),
+                     decoder_depth=s["decoder_depth"] // 2)
         return s
 
 
@@ -156,7 +160,7 @@ class IterativeViT(IterativeModel):
         s = cfg.shape()
         self.tokens = FieldTokens(in_ch, out_dim, grid, s["patch"], s["dim"], cfg.tubelet if cfg.variant == "vit-3d" else 0)
         self.encoder = transformer(s["dim"], s["depth"], s["heads"], s["mlp_ratio"], parallel=cfg.variant == "vit-parallel")
-        self.decoder = transformer(s["dim"], cfg.decoder_depth, s["heads"], s["mlp_ratio"]) if cfg.decoder_depth else nn.Identity()
+        self.decoder = transformer(s["dim"], s["decoder_depth"], s["heads"], s["mlp_ratio"]) if s["decoder_depth"] else nn.Identity()
 
     def image_map(self, x: Tensor) -> Tensor:
         """Pixels mode: :math:`T(x)`, an image to an image (embed, encoder, decoder, unpatch)."""
