@@ -13,7 +13,7 @@ trajectories: 200 / 50 / 50; 1200: 800 / 200 / 200).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import torch
 from torch import Tensor
@@ -94,7 +94,5 @@ def _load(cfg_key: tuple) -> FieldData:
 
 
 def load_navier_stokes(cfg: NavierStokesDataConfig) -> FieldData:
-    """The task's data, loaded (or generated) once per process."""
-    from dataclasses import astuple
-
-    return _load(astuple(cfg)).to("cpu")
+    """The task's data, loaded (or generated) once per process (the cached object: nothing modifies it in place)."""
+    return _load(astuple(cfg))

@@ -94,7 +94,12 @@ def gdt_fractions(p: np.ndarray, q: np.ndarray, n_ref: int, cutoffs) -> dict[flo
 
 def gdt(p: np.ndarray, q: np.ndarray, n_ref: int, cutoffs=GDT_TS_CUTOFFS) -> float:
     """GDT in percent, the mean of :math:`P_d` over ``cutoffs``, for matched model CA ``p`` and reference CA ``q``."""
-    return 100.0 * float(np.mean(list(gdt_fractions(p, q, n_ref, cutoffs).values())))
+    return gdt_from(gdt_fractions(p, q, n_ref, cutoffs), cutoffs)
+
+
+def gdt_from(fractions: dict[float, float], cutoffs) -> float:
+    """GDT in percent from the fractions :math:`P_d` (a superset of ``cutoffs`` may be given)."""
+    return 100.0 * float(np.mean([fractions[c] for c in cutoffs]))
 
 
 def tm_d0(n_ref: int) -> float:
@@ -153,8 +158,8 @@ def compare(model: Chain, ref: Chain, match: str = "number") -> dict:
         "n_matched": int(len(im)),
         "n_ref": int(n_ref),
         "rmsd": superposed_rmsd(p, q),
-        "gdt_ts": 100.0 * float(np.mean([frac[c] for c in GDT_TS_CUTOFFS])),
-        "gdt_ha": 100.0 * float(np.mean([frac[c] for c in GDT_HA_CUTOFFS])),
+        "gdt_ts": gdt_from(frac, GDT_TS_CUTOFFS),
+        "gdt_ha": gdt_from(frac, GDT_HA_CUTOFFS),
         "tm_score": tm_score(p, q, n_ref),
         "lddt": lddt(model, ref, im, ir),
         "lddt_ca": lddt(model, ref, im, ir, ca_only=True),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import FixptError
 from ..protein.matching import MATCH_MODES
-from .runner import RecycleRunConfig, read_fasta, run_colabfold
+from .runner import RecycleRunConfig, run_colabfold
 from .score import SCORES_CSV, ScoreOptions, score_folder, trajectories_of, write_csv
 
 CURVES = ("rmsd", "gdt_ts", "gdt_ha", "tm_score", "lddt", "plddt", "residual_rmsd", "residual_tol", "contraction_ratio")
@@ -66,7 +66,7 @@ def run_point(model: RecycleModelConfig, data: RecycleDataConfig, run: RecycleSc
         if result["failed"]:
             raise FixptError("; ".join(f"{t}: {why}" for t, why in result["failed"].items()))
         folder = out / "predictions"
-        wanted = set(targets or [n for n, _ in read_fasta(data.fasta)])
+        wanted = set(result["finished"] + result["skipped"])  # every target asked for, now predicted
     else:
         if not model.predictions:
             raise FixptError("the precomputed backend needs predictions (a ColabFold results folder)")
