@@ -11,6 +11,7 @@ import functools
 import inspect
 import json
 import math
+import os
 import time
 import typing
 import warnings
@@ -148,10 +149,11 @@ def _make_train_command(name: str):
         if foreign:
             raise FixptError(f"--{foreign[0].replace('_', '-')} is not an option of task {task.name!r}; "
                              f"pick the task it belongs to with --task")
-        out_dir = kw["out_dir"] or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out_dir = kw["out_dir"] or (Path(kw["resume"]) if kw.get("resume") else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
         # the bar is for people at a terminal; scripts (and --json) get clean stderr
-        with _train_progress(enabled=err.is_terminal and not kw["as_json"]) as progress:
-            bar = progress.add_task(f"train {name}", total=cfgs["train"]["epochs"], stats="")
+        with _train_progress(enabled=err.is_terminal and not kw["as_json"] and main_process) as progress:
+            bar = progress.add_task(f"train {name}", total=cfgs["train"].get("epochs") or cfgs["train"]["max_steps"], stats="")
 
             def on_epoch(epoch: int, ev: dict) -> None:
                 progress.update(bar, completed=epoch,
@@ -160,6 +162,8 @@ def _make_train_command(name: str):
 
             metrics = train(name, cfgs["model"], cfgs["data"], cfgs["train"], out=out_dir, device=kw["device"], on_epoch=on_epoch,
                             task=task.name)
+        if not main_process:
+            return
         if kw["as_json"]:
             print_json({**metrics, "out": str(out_dir)})
             return
@@ -167,6 +171,8 @@ def _make_train_command(name: str):
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, value in metrics.items():
+            if isinstance(value, (list, dict)):  # curves: in metrics.json and --json
+                continue
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
         out.print(table)
         out.print(f"wrote {out_dir / 'ckpt.pt'} and {out_dir / 'metrics.json'}")
@@ -213,14 +219,25 @@ def iterate(
     alpha: Annotated[Optional[float], typer.Option(help="damping [default: the model's]")] = None,
     split: Annotated[str, typer.Option(help="split scored at each iteration")] = "test",
     plot: Annotated[Optional[Path], typer.Option(help="write residual and score against k to this PNG")] = None,
+    steps: Annotated[Optional[str], typer.Option(help="diffusion models: denoising step counts, e.g. 10,50,100,250,1000 [default: 10,50,100,250,500,T]")] = None,
+    samples: Annotated[int, typer.Option(help="diffusion models: images sampled per step count")] = 64,
+    seed: Annotated[int, typer.Option(help="diffusion models: seed of the starting noise and of the sampler")] = 0,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="diffusion models: folder for the image grids [default: CKPT's folder/iterate]")] = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Rerun a trained operator and watch it converge: residual and score at every iteration k."""
+    """Rerun a trained operator and watch it converge: residual and score at every iteration k
+    (diffusion models: samples with each number of denoising steps, from the same noise)."""
     import torch
 
     from .solve import solve
 
+    if _is_diffusion(ckpt):
+        if solver is not None or tol is not None or alpha is not None or plot is not None:
+            raise FixptError("--solver, --tol, --alpha and --plot are for fixed-point models; a DDPM iterates by --steps")
+        return _iterate_diffusion(ckpt, steps, samples, seed, out_dir, device, as_json)
+    if steps is not None:
+        raise FixptError("--steps applies to diffusion models (ddpm); use --max-iter for this model")
     if max_iter < 1:
         raise FixptError(f"--max-iter {max_iter}: iterate needs at least 1 iteration")
     spec, task, model, data, meta = _load_iterative(ckpt, device)
@@ -282,10 +299,12 @@ def check_contraction(
     iters: Annotated[int, typer.Option(help="power-iteration steps per point")] = 100,
     require_certificate: Annotated[bool, typer.Option(help="exit 1 unless a certified bound is below the threshold")] = False,
     seed: Annotated[int, typer.Option(help="seed of the random start vectors and pairs")] = 0,
+    t: Annotated[Optional[str], typer.Option("--t", help="diffusion models: timesteps of the reverse step x_t -> x_(t-1), e.g. 999,500,100,10")] = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Is the trained operator a contraction? Local ||J_P||_2, spectral radius, pair ratios and a certified bound."""
+    """Is the trained operator a contraction? Local ||J_P||_2, spectral radius, pair ratios and a certified bound
+    (diffusion models: ||d x_(t-1) / d x_t||_2 of the reverse step at the timesteps --t)."""
     import torch
 
     from .contraction import contraction
@@ -293,6 +312,12 @@ def check_contraction(
 
     if samples < 1:
         raise FixptError("--samples must be >= 1")
+    if _is_diffusion(ckpt):
+        if require_certificate:
+            raise FixptError("--require-certificate: no certified bound exists for a DDPM's reverse step; drop the option")
+        return _contraction_diffusion(ckpt, t, samples, iters, seed, threshold, device, as_json)
+    if t is not None:
+        raise FixptError("--t applies to diffusion models (ddpm): the timesteps of the reverse step")
     spec, task, model, data, meta = _load_iterative(ckpt, device)
     opts = model.solver_options()
     with cached_weights(model):
@@ -329,6 +354,71 @@ def check_contraction(
         out.print(f"verdict: [{colour}]{report.verdict}[/] (threshold {threshold})")
     ok = report.verdict == "certified" if require_certificate else report.contractive
     if not ok:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- diffusion models: iterations are denoising steps
+
+
+def _is_diffusion(ckpt: Path) -> bool:
+    from .checkpoint import load_checkpoint
+
+    return load_checkpoint(ckpt).get("task") == "image-generation"
+
+
+def _iterate_diffusion(ckpt: Path, steps: Optional[str], samples: int, seed: int, out_dir: Optional[Path], device: str, as_json: bool) -> None:
+    from .diffusion.views import default_steps, iterate_steps, parse_ints
+    from .train import load_trained
+
+    if samples < 1:
+        raise FixptError("--samples must be >= 1")
+    spec, task, model, data, meta = load_trained(ckpt, device)
+    counts = parse_ints(steps, "--steps") if steps is not None else default_steps(model.timesteps)
+    out_dir = out_dir or Path(ckpt).parent / "iterate"
+    from .config import from_dict
+
+    data_cfg = from_dict(task.data_config, meta["data"])
+    with _train_progress(enabled=err.is_terminal and not as_json) as progress:
+        bar = progress.add_task("sampling", total=sum(counts), stats=f"{samples} images")
+        result = iterate_steps(model, data, data_cfg, counts, n_samples=samples, seed=seed, out_dir=out_dir,
+                               on_step=lambda: progress.advance(bar))
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"ddpm (T = {model.timesteps}): {samples} samples per step count, same starting noise")
+    has_quality = "quality" in result["rows"][0]
+    for col in ("steps", "RMS change from previous", *(["quality (confident share)"] if has_quality else []), "grid"):
+        table.add_column(col, justify="right" if col != "grid" else "left")
+    for r in result["rows"]:
+        table.add_row(str(r["steps"]), "-" if r["change"] is None else f"{r['change']:.4f}",
+                      *([f"{r['quality']:.3f}"] if has_quality else []), Path(r["grid"]).name)
+    out.print(table)
+    out.print(f"wrote the grids and {Path(result['overview']).name} (8 samples per step count, one row each) to {out_dir}; "
+              f"timesteps: {result['spacing']}", highlight=False)
+
+
+def _contraction_diffusion(ckpt: Path, t: Optional[str], samples: int, iters: int, seed: int, threshold: float,
+                           device: str, as_json: bool) -> None:
+    from .diffusion.views import parse_ints, reverse_step_contraction
+    from .train import load_trained
+
+    spec, task, model, data, meta = load_trained(ckpt, device)
+    ts = parse_ints(t, "--t") if t is not None else sorted({model.timesteps - 1, model.timesteps // 2, model.timesteps // 10, 1}, reverse=True)
+    result = reverse_step_contraction(model, data, ts, n_samples=samples, iters=iters, seed=seed, threshold=threshold)
+    if as_json:
+        print_json(result)
+    else:
+        table = Table(title=f"ddpm (T = {model.timesteps}): ||d x_(t-1) / d x_t||_2 of the reverse step over {result['samples']} "
+                            "noised test images")
+        for col in ("t", "min", "median", "max", f"share < {threshold:g}", "verdict"):
+            table.add_column(col, justify="right")
+        colour = {"contracts": "green", "mixed": "yellow", "expands": "red"}
+        for r in result["rows"]:
+            table.add_row(str(r["t"]), f"{r['min']:.4f}", f"{r['median']:.4f}", f"{r['max']:.4f}", f"{r['contracting_share']:.2f}",
+                          f"[{colour[r['verdict']]}]{r['verdict']}[/]")
+        out.print(table)
+        out.print("local norms only: no certified bound exists for a trained UNet's reverse step")
+    if not result["contractive"]:
         raise typer.Exit(1)
 
 

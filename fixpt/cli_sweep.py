@@ -99,7 +99,7 @@ def sweep(
 def report(
     sweep_dir: Annotated[Path, typer.Argument(help="a directory written by `fixpt sweep`")],
     fmt: Annotated[str, typer.Option("--format", help="md, latex, csv or json")] = "md",
-    layout: Annotated[Optional[str], typer.Option("--layout", help="table5, table1, recycle or generic (default: the preset's)")] = None,
+    layout: Annotated[Optional[str], typer.Option("--layout", help="table5, table1, recycle, fig2 or generic (default: the preset's)")] = None,
     compare: Annotated[Optional[str], typer.Option("--compare", help="'paper': the published numbers beside ours, with the difference")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="write PNG figures into this folder")] = None,
 ) -> None:
@@ -122,6 +122,16 @@ def report(
             raise FixptError("--compare paper: the paper shows its recycling results as figures only; use --plot")
         sys.stdout.write(recycle_report.render(recycle_report.build(runs), fmt))
         for p in recycle_report.plot(runs, plot) if plot is not None else []:
+            err.print(f"wrote {p}")
+        return
+    if layout == "fig2":
+        from .diffusion import report as ddpm_report
+
+        if compare is not None:
+            raise FixptError("--compare paper: the paper shows its DDPM results as figures only (CIFAR-10, Inception FID); use --plot")
+        varying = index.get("varying", [])
+        sys.stdout.write(ddpm_report.render(ddpm_report.build(runs, varying), fmt))
+        for p in ddpm_report.plot(runs, varying, plot) if plot is not None else []:
             err.print(f"wrote {p}")
         return
     table = rp.build_table(index, runs, layout)

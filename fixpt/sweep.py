@@ -47,7 +47,7 @@ from .tasks import get_task
 from .train import train_config_of
 
 PRESET_KEYS = ("description", "report", "model", "seeds", "base", "grid")
-LAYOUTS = ("table5", "table1", "recycle", "generic")
+LAYOUTS = ("table5", "table1", "recycle", "fig2", "generic")
 INDEX = "index.json"
 
 
@@ -266,7 +266,10 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
         spec = get_spec(run.model)
         task = get_task(run.configs.get("task", spec.task))
         if task.trains:
-            metrics = train(run.model, run.configs["model_config"], run.configs["data"], run.configs["train"], out=d, device=device,
+            train_cfg = run.configs["train"]
+            if "resume" in train_cfg and (d / "train_state.pt").exists():  # a DDPM run killed mid-way continues from its state
+                train_cfg = {**train_cfg, "resume": str(d)}
+            metrics = train(run.model, run.configs["model_config"], run.configs["data"], train_cfg, out=d, device=device,
                             save_ckpt=save_ckpt, task=task.name)
         else:  # e.g. alphafold-recycle: the model runs and scores itself
             model = spec.cls(from_dict(spec.config, run.configs["model_config"]))

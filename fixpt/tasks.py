@@ -136,7 +136,46 @@ class StructureRecycling:
         return RecycleScoreConfig
 
 
-TASKS = {t.name: t for t in (NodeClassification(), FieldRegression(), MaskedPixels(), StructureRecycling())}
+class ImageGeneration:
+    """Unconditional image generation by denoising diffusion (:mod:`fixpt.diffusion`): trained by its
+    own step-based loop (``fit``), scored by the area under the per-timestep test loss (lower is
+    better), the quality score and FID."""
+
+    name = "image-generation"
+    trains = True
+    higher_is_better = False
+
+    @property
+    def data_config(self):
+        from .diffusion.data import ImageGenerationDataConfig
+
+        return ImageGenerationDataConfig
+
+    @property
+    def train_config(self):
+        from .diffusion.train_loop import DDPMTrainConfig
+
+        return DDPMTrainConfig
+
+    @property
+    def fit(self):
+        from .diffusion.train_loop import train_ddpm
+
+        return train_ddpm
+
+    def metric_of(self, data) -> str:
+        return "loss_area"
+
+    def load(self, cfg):
+        from .diffusion.data import load_images
+
+        return load_images(cfg)
+
+    def dims(self, data) -> tuple:
+        return data.shape, None
+
+
+TASKS = {t.name: t for t in (NodeClassification(), FieldRegression(), MaskedPixels(), StructureRecycling(), ImageGeneration())}
 
 
 def get_task(name: str):

@@ -126,8 +126,11 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
     The reported test score is the one at the epoch of best validation score (highest accuracy,
     lowest MSE; ties: lower validation loss); the test split is never used to choose anything.
     """
-    dev = resolve_device(device)
     spec = get_spec(name)
+    fit = getattr(get_task(spec.task_for(task)), "fit", None)
+    if fit is not None:  # a task with its own loop (DDPM: steps, EMA, resumable state, DDP)
+        return fit(name, model_cfg, data_cfg, train_cfg, out=out, device=device, on_epoch=on_epoch, save_ckpt=save_ckpt, task=task)
+    dev = resolve_device(device)
     tcfg = from_dict(train_config_of(get_task(spec.task_for(task))), train_cfg, what="train config")
     seed_everything(tcfg.seed)
     spec, task, model, data, mcfg, dcfg = build(name, model_cfg, data_cfg, dev, tcfg.param_budget, task)
