@@ -100,9 +100,9 @@ def _classifier(key: tuple) -> tuple[DigitsClassifier, float]:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         clf = DigitsClassifier(*data.shape)
-    opt = torch.optim.Adam(clf.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
     x, y = data.train, data.labels["train"]
-    for _ in range(40):  # epochs, batches of 64 with light shifts (real digits are not all centred)
+    for _ in range(80):  # epochs, batches of 64 shifted by up to a pixel (the test split's writers centre less)
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), 64):
             b = perm[i:i + 64]
