@@ -20,7 +20,6 @@ r"""What a trained DDPM is scored by.
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 
 import torch

@@ -314,6 +314,7 @@ def train_ddpm(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, o
             atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
     if dist.world > 1:
         torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return metrics
 
 
