@@ -221,6 +221,7 @@ def iterate(
     plot: Annotated[Optional[Path], typer.Option(help="write residual and score against k to this PNG")] = None,
     steps: Annotated[Optional[str], typer.Option(help="diffusion models: denoising step counts, e.g. 10,50,100,250,1000 [default: 10,50,100,250,500,T]")] = None,
     samples: Annotated[int, typer.Option(help="diffusion models: images sampled per step count")] = 64,
+    sampler: Annotated[str, typer.Option(help="diffusion models: ddim (deterministic, eta 0) or ddpm (ancestral, fresh noise each step)")] = "ddim",
     seed: Annotated[int, typer.Option(help="diffusion models: seed of the starting noise and of the sampler")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="diffusion models: folder for the image grids [default: CKPT's folder/iterate]")] = None,
     device: DeviceOpt = "auto",
@@ -235,7 +236,7 @@ def iterate(
     if _is_diffusion(ckpt):
         if solver is not None or tol is not None or alpha is not None or plot is not None:
             raise FixptError("--solver, --tol, --alpha and --plot are for fixed-point models; a DDPM iterates by --steps")
-        return _iterate_diffusion(ckpt, steps, samples, seed, out_dir, device, as_json)
+        return _iterate_diffusion(ckpt, steps, samples, seed, out_dir, device, as_json, sampler)
     if steps is not None:
         raise FixptError("--steps applies to diffusion models (ddpm); use --max-iter for this model")
     if max_iter < 1:
@@ -366,12 +367,16 @@ def _is_diffusion(ckpt: Path) -> bool:
     return load_checkpoint(ckpt).get("task") == "image-generation"
 
 
-def _iterate_diffusion(ckpt: Path, steps: Optional[str], samples: int, seed: int, out_dir: Optional[Path], device: str, as_json: bool) -> None:
+def _iterate_diffusion(ckpt: Path, steps: Optional[str], samples: int, seed: int, out_dir: Optional[Path], device: str, as_json: bool,
+                       sampler: str) -> None:
+    from .diffusion.sampling import SAMPLERS
     from .diffusion.views import default_steps, iterate_steps, parse_ints
     from .train import load_trained
 
     if samples < 1:
         raise FixptError("--samples must be >= 1")
+    if sampler not in SAMPLERS:
+        raise FixptError(f"unknown --sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     spec, task, model, data, meta = load_trained(ckpt, device)
     counts = parse_ints(steps, "--steps") if steps is not None else default_steps(model.timesteps)
     out_dir = out_dir or Path(ckpt).parent / "iterate"
@@ -381,11 +386,11 @@ def _iterate_diffusion(ckpt: Path, steps: Optional[str], samples: int, seed: int
     with _train_progress(enabled=err.is_terminal and not as_json) as progress:
         bar = progress.add_task("sampling", total=sum(counts), stats=f"{samples} images")
         result = iterate_steps(model, data, data_cfg, counts, n_samples=samples, seed=seed, out_dir=out_dir,
-                               on_step=lambda: progress.advance(bar))
+                               on_step=lambda: progress.advance(bar), sampler=sampler)
     if as_json:
         print_json(result)
         return
-    table = Table(title=f"ddpm (T = {model.timesteps}): {samples} samples per step count, same starting noise")
+    table = Table(title=f"ddpm (T = {model.timesteps}), {sampler} sampler: {samples} samples per step count, same starting noise")
     has_quality = "quality" in result["rows"][0]
     for col in ("steps", "RMS change from previous", *(["quality (confident share)"] if has_quality else []), "grid"):
         table.add_column(col, justify="right" if col != "grid" else "left")

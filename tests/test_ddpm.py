@@ -91,6 +91,39 @@ def test_reverse_step_derivatives_match_finite_differences():
     assert 0.97 * sigma <= est <= sigma * (1 + 1e-3)
 
 
+def test_ddim_step_is_diffusers_ddim_where_n_divides_T():
+    from diffusers import DDIMScheduler
+
+    from fixpt.diffusion.sampling import ddim_step
+
+    model = make_model(T=50)
+    ddim = DDIMScheduler.from_config(model.scheduler.config, clip_sample=False)  # our DDIM never clips (see ddim_step)
+    ddim.set_timesteps(5)
+    ts = [int(t) for t in ddim.timesteps]
+    assert ts == sampling_timesteps(model, 5)
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        for i, t in enumerate(ts):
+            eps = model(x, torch.full((2,), t))
+            ours = ddim_step(model, eps, x, t, ts[i + 1] if i + 1 < len(ts) else -1)
+            x = ddim.step(eps, t, x).prev_sample
+            torch.testing.assert_close(ours, x, rtol=1e-5, atol=1e-6)
+
+
+def test_ddim_samples_converge_as_the_steps_grow():
+    """DDIM is a first-order discretisation of one ODE: from one noise, the change between 5, 10, 20
+    and 40 steps shrinks; the ancestral sampler's does not (fresh noise at every step)."""
+    from fixpt.diffusion.sampling import sample
+
+    model = make_model(T=40)
+    noise = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    ddim = [sample(model, noise, n, sampler="ddim") for n in (5, 10, 20, 40)]
+    changes = [float((b - a).pow(2).mean().sqrt()) for a, b in zip(ddim, ddim[1:])]
+    assert changes[0] > changes[1] > changes[2] and changes[2] < 0.6 * changes[0]
+    ddpm = [sample(model, noise, n, generator=torch.Generator().manual_seed(1)) for n in (20, 40)]
+    assert float((ddpm[1] - ddpm[0]).pow(2).mean().sqrt()) > 2 * changes[2]
+
+
 def test_sampling_timesteps_are_trailing_and_checked():
     model = make_model(T=50)
     assert sampling_timesteps(model, 5) == [49, 39, 29, 19, 9]

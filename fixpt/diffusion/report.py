@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,8 @@ def plot(runs: list[dict], varying: list[str], folder: str | Path) -> list[Path]
     kinds = sorted({r["fid_kind"] for r in table})
     axes[0].set(xlabel="diffusion steps T", ylabel="area under the test loss per timestep", title="test loss")
     axes[1].set(xlabel="diffusion steps T", ylabel="noise-prediction MSE, last window", title="training loss")
-    axes[2].set(xlabel="diffusion steps T", ylabel="FID", title="FID: " + "; ".join(kinds)[:60])
+    axes[2].set(xlabel="diffusion steps T", ylabel="FID")
+    axes[2].set_title("FID, features: " + textwrap.fill("; ".join(kinds), 45), fontsize=9)
     for ax in axes:
         ax.grid(alpha=0.3)
         if any(r["group"] for r in table):

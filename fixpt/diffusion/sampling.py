@@ -38,20 +38,46 @@ def sampling_timesteps(model, n_steps: int) -> list[int]:
     return [int(t) for t in scheduler.timesteps]
 
 
+SAMPLERS = ("ddpm", "ddim")
+
+
 @torch.no_grad()
 def sample(model, noise: Tensor, n_steps: int, *, generator: torch.Generator | None = None,
-           on_step: Callable[[int], None] | None = None) -> Tensor:
+           on_step: Callable[[int], None] | None = None, sampler: str = "ddpm") -> Tensor:
     """Run the reverse chain from ``noise`` (x at t = T - 1) with ``n_steps`` steps; images in [-1, 1].
-    ``generator`` draws the per-step noise (on ``noise``'s device), so a seed fixes the whole chain."""
+
+    ``sampler="ddpm"``: the ancestral step above (diffusers' ``DDPMScheduler.step``); ``generator``
+    draws its per-step noise (on ``noise``'s device), so a seed fixes the whole chain.
+    ``sampler="ddim"``: DDIM with eta = 0 (Song et al. 2021), :func:`ddim_step`, deterministic: one
+    ODE discretised, so its samples from one noise converge as the steps grow."""
+    if sampler not in SAMPLERS:
+        raise FixptError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     scheduler = copy.deepcopy(model.scheduler)
     scheduler.set_timesteps(n_steps, device=noise.device)
+    ts = [int(t) for t in scheduler.timesteps]
     x = noise
     for i, t in enumerate(scheduler.timesteps):
         eps = model(x, t.expand(len(x)))
-        x = scheduler.step(eps, t, x, generator=generator).prev_sample
+        if sampler == "ddpm":
+            x = scheduler.step(eps, t, x, generator=generator).prev_sample
+        else:
+            x = ddim_step(model, eps, x, ts[i], ts[i + 1] if i + 1 < len(ts) else -1)
         if on_step is not None:
             on_step(i + 1)
     return x.clamp(-1, 1)
+
+
+def ddim_step(model, eps: Tensor, x_t: Tensor, t: int, s: int) -> Tensor:
+    r"""DDIM, eta = 0, from t to s (s = -1: to the data, :math:`\bar\alpha_{-1} = 1`):
+    :math:`x_s = \sqrt{\bar\alpha_s}\, \hat x_0 + \sqrt{1 - \bar\alpha_s}\, \epsilon_\theta`. :math:`\hat x_0` is
+    *not* clipped, whatever ``clip_sample`` says: clipping at every step makes the map non-smooth, and
+    then the samples stop converging in the number of steps (measured on the digits model of T = 1000,
+    16 samples: RMS changes 0.28, 0.30, 0.43, 0.30 between 10, 50, 100, 250 and 500 steps with
+    clipping, 0.086, 0.028, 0.0088, 0.0021 without). Diffusers' ``DDIMScheduler`` computes s as t - T // n, which is not the next
+    trailing timestep when n does not divide T; here s is always the next one."""
+    c = step_coefficients(model, t, s)
+    x0 = (x_t - (1 - c["abar_t"]) ** 0.5 * eps) / c["abar_t"] ** 0.5
+    return c["abar_s"] ** 0.5 * x0 + (1 - c["abar_s"]) ** 0.5 * eps
 
 
 def step_coefficients(model, t: int, s: int) -> dict[str, float]:

@@ -28,12 +28,14 @@ def default_steps(T: int) -> list[int]:
 
 
 def iterate_steps(model, data, data_cfg, steps: list[int], *, n_samples: int, seed: int, out_dir: Path,
-                  on_step: Callable[[], None] | None = None) -> dict:
+                  on_step: Callable[[], None] | None = None, sampler: str = "ddim") -> dict:
     """Sample ``n_samples`` images with each step count from one starting noise; write a grid per count
     (``steps_{n}.png``) and an overview (``steps_overview.png``: 8 samples, one row per count).
 
     ``change`` is the root-mean-square pixel difference (pixels in [-1, 1]) from the samples of the
-    previous step count: it shrinks as the samples stop depending on the number of iterations."""
+    previous step count: with the deterministic DDIM sampler it shrinks as the samples stop depending
+    on the number of iterations. The ancestral DDPM sampler draws new noise at every step, so with
+    another step count it makes another sample, and the change stays large."""
     from .metrics import digits_classifier, quality_score, save_grid
     from .sampling import sample, sampling_timesteps
 
@@ -44,7 +46,7 @@ def iterate_steps(model, data, data_cfg, steps: list[int], *, n_samples: int, se
     clf = digits_classifier(data_cfg)[0] if data.name == "digits" else None
     rows, previous, firsts = [], None, []
     for n in steps:
-        x = sample(model, noise, n, generator=torch.Generator(device=dev).manual_seed(seed + 1),
+        x = sample(model, noise, n, generator=torch.Generator(device=dev).manual_seed(seed + 1), sampler=sampler,
                    on_step=(lambda i: on_step()) if on_step else None).cpu()
         grid = save_grid(x, out_dir / f"steps_{n}.png", nrow=int(math.ceil(math.sqrt(n_samples))))
         row = {"steps": n, "change": None if previous is None else float((x - previous).pow(2).mean().sqrt()), "grid": str(grid)}
@@ -54,7 +56,7 @@ def iterate_steps(model, data, data_cfg, steps: list[int], *, n_samples: int, se
         previous = x
         firsts.append(x[:8])
     overview = save_grid(torch.cat(firsts), out_dir / "steps_overview.png", nrow=min(8, n_samples))
-    return {"model": "ddpm", "timesteps": model.timesteps, "samples": n_samples, "seed": seed,
+    return {"model": "ddpm", "timesteps": model.timesteps, "samples": n_samples, "seed": seed, "sampler": sampler,
             "spacing": "trailing: t_i = round(T - i T / n) - 1", "rows": rows, "overview": str(overview)}
 
 
