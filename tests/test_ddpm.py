@@ -409,3 +409,20 @@ def test_sweep_continues_a_killed_ddpm_run_from_its_state(tmp_path):
     assert len(resumed) == 6 and resumed[0] == 123.0
     train_ddpm(run.model, run.configs["model_config"], run.configs["data"], run.configs["train"], out=tmp_path / "whole", device="cpu")
     torch.testing.assert_close(resumed[1:], _losses(tmp_path / "whole")[1:], rtol=0, atol=0)
+
+
+def test_cifar10_images_for_diffusion_through_torchvision(tmp_path, monkeypatch):
+    """The CIFAR-10 path on a stand-in in the official pickle format (the real files are not here)."""
+    import torchvision.datasets.cifar as cifar
+
+    from test_masked_pixels import write_cifar_standin
+
+    write_cifar_standin(tmp_path)
+    monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)  # the stand-in's files have other checksums
+    data = load_images(ImageGenerationDataConfig(images="cifar10", data_root=str(tmp_path)))
+    assert data.train.shape[1:] == (3, 32, 32) and len(data.test) == 20 and len(data.val) == 10
+    assert data.train.min() >= -1.0 and data.train.max() <= 1.0 and data.labels == {}
+    with torch.device("meta"):
+        DDPM(DDPMConfig(size="paper"), data.shape)  # 32 is a multiple of 16: the paper UNet fits CIFAR-10 as it is
+    res = runner.invoke(app, ["train", "ddpm", "--images", "cifar10", "--data-root", str(tmp_path / "none"), "--max-steps", "1"])
+    assert res.exit_code == 2 and "CIFAR-10 not found" in res.output

@@ -51,7 +51,7 @@ def load_cifar10(root: str) -> tuple[Tensor, Tensor]:
     folder = data_root(root) / "cifar10"
     try:
         train, test = (CIFAR10(str(folder), train=t, download=False) for t in (True, False))
-    except RuntimeError:
+    except (RuntimeError, OSError):  # torchvision's "not found or corrupted", or a missing folder
         raise FixptError(f"CIFAR-10 not found in {folder}: put the official cifar-10-batches-py folder there "
                          "(https://www.cs.toronto.edu/~kriz/cifar.html), or use --images digits") from None
     as_tensor = lambda d: torch.tensor(d.data).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
