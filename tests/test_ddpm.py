@@ -4,6 +4,7 @@ resumable training, two-process DDP against one process, the metrics, and the co
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -283,7 +284,10 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     one = subprocess.run([sys.executable, "-m", "fixpt", "train", "ddpm", *flags, "--out", str(tmp_path / "one")],
                          env=env, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", port,
                           "-m", "fixpt", "train", "ddpm", *flags, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-2000:]
     reported = [json.loads(line) for line in two.stdout.splitlines() if line.startswith("{")]
