@@ -202,7 +202,9 @@ def _cell_text(table: Table, row: str, col: str, *, bold: tuple[str, str] = ("",
     cell = table.cells.get((row, col))
     if cell is None:
         return "-"
-    text = f"{_fmt_value(cell.mean, table.percent)} {pm} {_fmt_value(cell.std, table.percent)}"
+    text = _fmt_value(cell.mean, table.percent)
+    if cell.n > 1:  # one run has no spread to show
+        text += f" {pm} {_fmt_value(cell.std, table.percent)}"
     if table.best(col) == row:
         text = f"{bold[0]}{text}{bold[1]}"
     if cell.paper is not None:

@@ -143,3 +143,10 @@ def test_lower_is_better_for_mse(tmp_path):
     assert res.exit_code == 0, res.output
     best = {c["row"]: c["best"] for c in json.loads(res.stdout)["cells"]}
     assert best == {"n_iter=1": False, "n_iter=3": True}
+
+
+def test_a_single_run_shows_no_spread(tmp_path):
+    runs = [("pign", {"max_iter": k, "seed": 0}, {"test_accuracy": 0.5 + k / 100}) for k in (1, 2)]
+    res = run("report", make_sweep(tmp_path, runs, report="generic", varying=("max_iter",)))
+    assert res.exit_code == 0, res.output
+    assert "| max_iter=1 | 51.0 |" in res.stdout and "| max_iter=2 | **52.0** |" in res.stdout and "± 0.0" not in res.stdout
