@@ -66,7 +66,7 @@ class DigitsClassifier(nn.Module):
 
     num_features = 64
 
-    def __init__(self, channels: int, side: int):
+    def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
                                   nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(32 * 16, self.num_features), nn.ReLU())
@@ -98,7 +98,7 @@ def _classifier(key: tuple) -> tuple[DigitsClassifier, float]:
     gen = torch.Generator().manual_seed(0)
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        clf = DigitsClassifier(*data.shape)
+        clf = DigitsClassifier(data.shape[0])
     opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
     x, y = data.train, data.labels["train"]
     for _ in range(80):  # epochs, batches of 64 shifted by up to a pixel (the test split's writers centre less)
