@@ -30,6 +30,7 @@ from . import __version__  # noqa: E402
 from .errors import FixptError  # noqa: E402
 from .models.base import cached_weights  # noqa: E402
 from .registry import get_spec, list_models  # noqa: E402
+from .checkpoint import load_checkpoint  # noqa: E402
 from .cli_diffusion import contraction_diffusion, is_diffusion, iterate_diffusion  # noqa: E402
 
 out = Console()
@@ -199,10 +200,10 @@ for _name in list_models():
 # ---------------------------------------------------------------- the fixed-point view of a checkpoint
 
 
-def _load_iterative(ckpt: Path, device: str):
+def _load_iterative(ckpt: Path, device: str, checkpoint: dict):
     from .train import load_trained
 
-    spec, task, model, data, meta = load_trained(ckpt, device)
+    spec, task, model, data, meta = load_trained(ckpt, device, checkpoint)
     if not spec.iterative:
         iterative = [n for n in list_models() if get_spec(n).iterative]
         raise FixptError(f"model {spec.name!r} in {ckpt} has no fixed-point iteration; this command needs an iterative model "
@@ -234,15 +235,16 @@ def iterate(
 
     from .solve import solve
 
-    if is_diffusion(ckpt):
+    checkpoint = load_checkpoint(ckpt)  # read once: it decides the view and builds the model
+    if is_diffusion(checkpoint):
         if solver is not None or tol is not None or alpha is not None or plot is not None:
             raise FixptError("--solver, --tol, --alpha and --plot are for fixed-point models; a DDPM iterates by --steps")
-        return iterate_diffusion(ckpt, steps, samples, seed, out_dir, device, as_json, sampler)
+        return iterate_diffusion(ckpt, checkpoint, steps, samples, seed, out_dir, device, as_json, sampler)
     if steps is not None:
         raise FixptError("--steps applies to diffusion models (ddpm); use --max-iter for this model")
     if max_iter < 1:
         raise FixptError(f"--max-iter {max_iter}: iterate needs at least 1 iteration")
-    spec, task, model, data, meta = _load_iterative(ckpt, device)
+    spec, task, model, data, meta = _load_iterative(ckpt, device, checkpoint)
     opts = model.solver_options()
     opts.update(max_iter=max_iter, grad="unroll")
     for key, value in (("method", solver), ("tol", tol), ("alpha", alpha)):
@@ -314,13 +316,14 @@ def check_contraction(
 
     if samples < 1:
         raise FixptError("--samples must be >= 1")
-    if is_diffusion(ckpt):
+    checkpoint = load_checkpoint(ckpt)  # read once: it decides the view and builds the model
+    if is_diffusion(checkpoint):
         if require_certificate:
             raise FixptError("--require-certificate: no certified bound exists for a DDPM's reverse step; drop the option")
-        return contraction_diffusion(ckpt, t, samples, iters, seed, threshold, device, as_json)
+        return contraction_diffusion(ckpt, checkpoint, t, samples, iters, seed, threshold, device, as_json)
     if t is not None:
         raise FixptError("--t applies to diffusion models (ddpm): the timesteps of the reverse step")
-    spec, task, model, data, meta = _load_iterative(ckpt, device)
+    spec, task, model, data, meta = _load_iterative(ckpt, device, checkpoint)
     opts = model.solver_options()
     with cached_weights(model):
         with torch.no_grad():

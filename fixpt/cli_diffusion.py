@@ -12,13 +12,12 @@ from rich.table import Table
 from .errors import FixptError
 
 
-def is_diffusion(ckpt: Path) -> bool:
-    from .checkpoint import load_checkpoint
+def is_diffusion(checkpoint: dict) -> bool:
+    """Whether a checkpoint's contents (:func:`fixpt.checkpoint.load_checkpoint`) hold a diffusion model."""
+    return checkpoint.get("task") == "image-generation"
 
-    return load_checkpoint(ckpt).get("task") == "image-generation"
 
-
-def iterate_diffusion(ckpt: Path, steps: Optional[str], samples: int, seed: int, out_dir: Optional[Path], device: str, as_json: bool,
+def iterate_diffusion(ckpt: Path, checkpoint: dict, steps: Optional[str], samples: int, seed: int, out_dir: Optional[Path], device: str, as_json: bool,
                        sampler: str) -> None:
     from .cli import _train_progress, err, out, print_json
     from .config import from_dict
@@ -30,7 +29,7 @@ def iterate_diffusion(ckpt: Path, steps: Optional[str], samples: int, seed: int,
         raise FixptError("--samples must be >= 1")
     if sampler not in SAMPLERS:
         raise FixptError(f"unknown --sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
-    spec, task, model, data, meta = load_trained(ckpt, device)
+    spec, task, model, data, meta = load_trained(ckpt, device, checkpoint)
     counts = parse_ints(steps, "--steps") if steps is not None else default_steps(model.timesteps)
     out_dir = out_dir or Path(ckpt).parent / "iterate"
     data_cfg = from_dict(task.data_config, meta["data"])
@@ -53,13 +52,13 @@ def iterate_diffusion(ckpt: Path, steps: Optional[str], samples: int, seed: int,
               f"timesteps: {result['spacing']}", highlight=False)
 
 
-def contraction_diffusion(ckpt: Path, t: Optional[str], samples: int, iters: int, seed: int, threshold: float,
+def contraction_diffusion(ckpt: Path, checkpoint: dict, t: Optional[str], samples: int, iters: int, seed: int, threshold: float,
                            device: str, as_json: bool) -> None:
     from .cli import out, print_json
     from .diffusion.views import parse_ints, reverse_step_contraction
     from .train import load_trained
 
-    spec, task, model, data, meta = load_trained(ckpt, device)
+    spec, task, model, data, meta = load_trained(ckpt, device, checkpoint)
     ts = parse_ints(t, "--t") if t is not None else sorted({model.timesteps - 1, model.timesteps // 2, model.timesteps // 10, 1}, reverse=True)
     result = reverse_step_contraction(model, data, ts, n_samples=samples, iters=iters, seed=seed, threshold=threshold)
     if as_json:

@@ -216,9 +216,10 @@ def _upgrade_state_dict(state: dict, model: torch.nn.Module) -> dict:
     return state
 
 
-def load_trained(path: str | Path, device: str = "auto"):
-    """Rebuild a trained model and its exact inputs from a checkpoint: (spec, task, model, data, ckpt)."""
-    ckpt = load_checkpoint(path)
+def load_trained(path: str | Path, device: str = "auto", checkpoint: dict | None = None):
+    """Rebuild a trained model and its exact inputs from a checkpoint: (spec, task, model, data, ckpt).
+    ``checkpoint``: the file's contents when the caller has already read them (not read again)."""
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(path)
     dev = resolve_device(device)
     spec, task, model, data, _, _ = build(ckpt["model"], ckpt["config"], ckpt["data"], dev, task=ckpt.get("task"))
     try:
