@@ -76,8 +76,7 @@ def ddim_step(model, eps: Tensor, x_t: Tensor, t: int, s: int) -> Tensor:
     clipping, 0.086, 0.028, 0.0088, 0.0021 without). Diffusers' ``DDIMScheduler`` computes s as t - T // n, which is not the next
     trailing timestep when n does not divide T; here s is always the next one."""
     c = step_coefficients(model, t, s)
-    x0 = (x_t - (1 - c["abar_t"]) ** 0.5 * eps) / c["abar_t"] ** 0.5
-    return c["abar_s"] ** 0.5 * x0 + (1 - c["abar_s"]) ** 0.5 * eps
+    return c["abar_s"] ** 0.5 * predicted_x0(c, x_t, eps) + (1 - c["abar_s"]) ** 0.5 * eps
 
 
 def step_coefficients(model, t: int, s: int) -> dict[str, float]:
@@ -90,12 +89,17 @@ def step_coefficients(model, t: int, s: int) -> dict[str, float]:
             "coef_xt": alpha_ts ** 0.5 * (1 - a_s) / (1 - a_t), "sigma": ((1 - a_s) / (1 - a_t) * beta_ts) ** 0.5 if s >= 0 else 0.0}
 
 
+def predicted_x0(c: dict[str, float], x_t: Tensor, eps: Tensor) -> Tensor:
+    r""":math:`\hat x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon) / \sqrt{\bar\alpha_t}`, the forward process solved for :math:`x_0`."""
+    return (x_t - (1 - c["abar_t"]) ** 0.5 * eps) / c["abar_t"] ** 0.5
+
+
 def posterior_mean(model, x_t: Tensor, t: int, s: int | None = None) -> Tensor:
     r""":math:`\mu(x_t)`, the deterministic part of the reverse step t -> s (default s = t - 1); differentiable."""
     s = t - 1 if s is None else s
     c = step_coefficients(model, t, s)
     eps = model(x_t, torch.full((len(x_t),), t, device=x_t.device, dtype=torch.long))
-    x0 = (x_t - (1 - c["abar_t"]) ** 0.5 * eps) / c["abar_t"] ** 0.5
+    x0 = predicted_x0(c, x_t, eps)
     if model.cfg.clip_sample:
         x0 = x0.clamp(-1, 1)
     return c["coef_x0"] * x0 + c["coef_xt"] * x_t
