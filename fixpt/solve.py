@@ -42,6 +42,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -202,8 +204,51 @@ def _anderson(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tr
     return gx.reshape(shape), k, converged, False
 
 
+_WITHOUT_SYNC: contextvars.ContextVar[bool] = contextvars.ContextVar("fixpt_solve_without_sync", default=False)
+
+
+@contextlib.contextmanager
+def without_sync():
+    """Inside, :func:`solve` takes no data-dependent branch, as ``torch.func.vmap`` requires (seed-batched
+    training, :mod:`fixpt.seed_batch`): Picard runs all ``max_iter`` iterations, and a sample whose
+    residual has reached ``tol`` is frozen at that iterate by ``torch.where``, which is exactly the
+    iterate the stopping solve returns. Non-finite values are not caught here (the caller checks
+    its loss), and the returned :class:`Solution` has no traces."""
+    token = _WITHOUT_SYNC.set(True)
+    try:
+        yield
+    finally:
+        _WITHOUT_SYNC.reset(token)
+
+
+def syncing() -> bool:
+    """False inside :func:`without_sync`: code may branch on tensor values (``float(x) < eps``)."""
+    return not _WITHOUT_SYNC.get()
+
+
+def _picard_frozen(P: Operator, z: Tensor, alpha: float, tol: float, max_iter: int, stop_mode: str, batched: bool) -> Tensor:
+    """Picard iteration with a converged sample frozen instead of a stop (see :func:`without_sync`)."""
+    done = torch.zeros(z.shape[0] if batched else (), dtype=torch.bool, device=z.device)
+    for _ in range(max_iter):
+        z_next = alpha * z + (1.0 - alpha) * P(z) if alpha > 0 else P(z)
+        with torch.no_grad():
+            abs_r = _sample_norms(z_next - z, batched)
+            crit = abs_r / _sample_norms(z_next, batched).clamp_min(1e-12) if stop_mode == "rel" else abs_r
+            crit = crit if batched else crit.squeeze(0)
+        keep = done.reshape(done.shape + (1,) * (z.dim() - done.dim()))
+        z = torch.where(keep, z, z_next)
+        done = done | (crit <= tol)
+    return z
+
+
 def _iterate(P: Operator, z0: Tensor, *, method: str, alpha: float, tol: float, max_iter: int, stop_mode: str,
              batched: bool, window: int, lam: float, callback: Callback | None) -> Solution:
+    if not syncing():
+        if method != "picard" or callback is not None:
+            raise FixptError("a solve without synchronisation (seed-batched training) supports method='picard' without a callback")
+        z = _picard_frozen(P, z0, alpha, tol, max_iter, stop_mode, batched)
+        empty = torch.zeros(0, z0.shape[0] if batched else 1)
+        return Solution(z=z, n_iter=max_iter, converged=False, abs_trace=empty, rel_trace=empty, n_evals=max_iter, method=method)
     tracker = _Tracker(tol, stop_mode, batched)
     if method == "picard":
         z, n, converged, diverged = _picard(P, z0, alpha, max_iter, tracker, callback)

@@ -175,6 +175,15 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
         if since_best >= tcfg.patience:
             break
 
+    return finish_run(name, task, model, data, mcfg, dcfg, tcfg, best, epoch, time.perf_counter() - start, dev,
+                      out=out, save_ckpt=save_ckpt)
+
+
+def finish_run(name: str, task, model, data, mcfg, dcfg, tcfg, best: dict, epochs_run: int, seconds: float, dev,
+               *, out: str | Path | None, save_ckpt: bool, extra: dict | None = None) -> dict:
+    """Load the best epoch's weights, evaluate once more (the final solve's statistics), write
+    ``ckpt.pt`` (unless ``save_ckpt`` is False) and then ``metrics.json``, and return the metrics."""
+    metric = task.metric_of(data)
     model.load_state_dict(best["state"])
     evaluate(model, task, data)  # leaves the final (eval-mode) solve in model.last_solution
     metrics = {
@@ -185,11 +194,12 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
         f"train_{metric}": best[f"train_{metric}"],
         "val_loss": best["val_loss"],
         "best_epoch": best["epoch"],
-        "epochs_run": epoch,
-        "seconds": time.perf_counter() - start,
+        "epochs_run": epochs_run,
+        "seconds": seconds,
         "parameters": count_parameters(model),
         "hidden": getattr(mcfg, "hidden", None),
         "device": str(dev),
+        **(extra or {}),
     }
     solution = getattr(model, "last_solution", None)
     if solution is not None:

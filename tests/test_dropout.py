@@ -38,3 +38,37 @@ def test_falls_back_to_plain_dropout_when_a_gradient_is_needed():
     out = feature_dropout(x, 0.5)
     out.sum().backward()
     assert x.grad is not None and set(x.grad.unique().tolist()) <= {0.0, 2.0}
+
+
+def test_bit_dropout_keeps_the_asked_fraction_and_the_mean():
+    """dropout (random-bit masks): keep probability round((1 - p) 2^16) / 2^16, E[out] = x exactly.
+    Over 10^6 entries the kept fraction has std 5e-4, so 3e-3 is six standard deviations."""
+    from fixpt.models.dropout import LANES, dropout
+
+    torch.manual_seed(0)
+    x = torch.full((1000, 1000), 2.0)
+    for p in (0.5, 0.3, 0.6):
+        out = dropout(x, p)
+        keep = round((1 - p) * LANES) / LANES
+        kept = out != 0
+        assert abs(float(kept.float().mean()) - keep) < 3e-3
+        assert torch.allclose(out[kept], torch.tensor(2.0 / keep))  # kept entries scaled by 1 / keep
+        assert abs(float(out.mean()) - 2.0) < 2e-2
+    # independent entries: neighbouring lanes of one 64-bit word are uncorrelated
+    m = (dropout(torch.ones(4_000_000), 0.5) != 0).float().view(-1, 4)
+    corr = torch.corrcoef(m.t())
+    assert (corr - torch.eye(4)).abs().max() < 5e-3
+
+
+def test_bit_dropout_identity_cases_and_vmap():
+    from torch.func import vmap
+
+    from fixpt.models.dropout import Dropout, dropout
+
+    x = torch.randn(7, 5)
+    assert dropout(x, 0.0) is x and dropout(x, 0.5, training=False) is x
+    assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
+    assert torch.equal(Dropout(0.5).eval()(x), x)
+    # under vmap with randomness="different" every batch entry draws its own mask
+    out = vmap(lambda w: dropout(torch.ones(100, 100) * w, 0.5), randomness="different")(torch.ones(3))
+    assert out.shape == (3, 100, 100) and not torch.equal(out[0], out[1])

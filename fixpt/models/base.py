@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..errors import DivergenceError
-from ..solve import Solution, solve
+from ..solve import Solution, solve, syncing
 
 
 class IterativeModel(nn.Module):
@@ -48,6 +48,8 @@ class IterativeModel(nn.Module):
         f, P = self.operator(batch)
         with cached_weights(self):  # spectrally normalised weights: computed once per solve, not per step
             sol = solve(P, f, **self.solver_options())
+        if not syncing():  # under vmap (seed-batched training): the solution holds batched tensors; keep none
+            return self.decode(sol.z, batch)
         self.last_solution = sol
         if sol.diverged:
             raise DivergenceError(f"the fixed-point solve produced non-finite values at iteration {sol.n_iter}; "

@@ -20,13 +20,12 @@ attention coefficients depend on :math:`z`.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch_geometric.utils import degree
 
 from ..errors import FixptError
-from .dropout import dropout_features, linear
+from .dropout import dropout, dropout_features, linear
 from .gat import GATBlock
 from .sparse import propagation_matrix
 
@@ -91,7 +90,7 @@ def _drop(x: Tensor, p: float, training: bool, sparse_input: bool) -> Tensor:
     """Dropout on a block's input; input features (``sparse_input``) may come back as a sparse matrix."""
     if sparse_input:
         return dropout_features(x, p, training)
-    return F.dropout(x, p, training) if p > 0 else x
+    return dropout(x, p, training)
 
 
 def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = False, gamma: float = 0.9,

@@ -1,4 +1,13 @@
-r"""Dropout for sparse inputs such as bag-of-words features.
+r"""Dropout for graph models: masks from random bits, and masks for sparse inputs such as bag-of-words features.
+
+:func:`dropout` is the dropout of every graph model (features, hidden layers, attention). It draws
+its masks from random 64-bit words cut into four 16-bit lanes, an entry being kept when its lane
+is below :math:`k = \operatorname{round}((1 - p) 2^{16})`, and scales kept entries by
+:math:`2^{16} / k`; so the keep probability is :math:`k / 2^{16}` (exactly :math:`1 - p` for
+:math:`p = 0.5`, within :math:`2^{-17}` of it otherwise) and :math:`E[\mathrm{out}] = x` exactly.
+On the CPU that is 2.5-4x faster than ``torch.nn.functional.dropout`` (whose Bernoulli draw
+dominated a training step on noisy Cora; ``benchmarks/seed_batch.py``), and it works under
+``torch.func.vmap`` with ``randomness="different"``.
 
 Dropout multiplies every entry by an independent mask :math:`m_{ij} / (1 - p)`,
 :math:`m_{ij} \sim \mathrm{Bernoulli}(1 - p)`. A zero entry stays zero whatever it draws, so drawing
@@ -16,6 +25,36 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .sparse import SparseMatrix, sparse_features
+
+
+LANES = 1 << 16  # resolution of the keep probability
+
+
+def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """Dropout of ``x`` with probability ``p`` from random bits (see the module docstring)."""
+    if not training or p == 0.0:
+        return x
+    kept = round((1.0 - p) * LANES)
+    if kept == 0:
+        return torch.zeros_like(x)
+    n = x.numel()
+    words = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+    lanes = words.view(torch.int16)[:n].view(x.shape)  # uniform on [-2^15, 2^15)
+    return x * ((lanes < kept - LANES // 2) * (LANES / kept))
+
+
+class Dropout(nn.Module):
+    """:func:`dropout` as a module (a drop-in for ``nn.Dropout``)."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 def feature_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
@@ -51,7 +90,7 @@ def dropout_features(x: Tensor, p: float, training: bool = True) -> Tensor | Spa
     sparse enough for CSR products (:func:`fixpt.models.sparse.sparse_features`), else plain dropout."""
     sparse = sparse_features(x)
     if sparse is None:  # dense features (e.g. after drop-in noise): one mask draw per entry is as cheap
-        return F.dropout(x, p, training) if p > 0 else x
+        return dropout(x, p, training)
     if not training or p == 0.0:
         return sparse
     kept = torch.rand(sparse.values.shape[0], device=x.device) >= p  # one draw per non-zero, row-major order

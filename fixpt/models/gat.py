@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import add_self_loops, remove_self_loops
 
+from .dropout import dropout, linear
 from .sparse import row_pointers
 
 
@@ -63,6 +64,14 @@ def attention_graph(edge_index: Tensor, num_nodes: int) -> AttentionGraph:
     return cache[key]
 
 
+def _as_heads(x: Tensor, bdim: int | None, batch: int, head_dim: int) -> Tensor:
+    """Fold a vmap batch dimension into the heads: ``(..., H, ...)`` per batch entry -> ``(..., B H, ...)``,
+    batch-major (head ``b H + k`` is head ``k`` of entry ``b``); an unbatched ``x`` is repeated."""
+    x = x.unsqueeze(head_dim) if bdim is None else x.movedim(bdim, head_dim)
+    x = x.expand(*x.shape[:head_dim], batch, *x.shape[head_dim + 1:])
+    return x.flatten(head_dim, head_dim + 1)
+
+
 class _Aggregate(torch.autograd.Function):
     """``out[i, k] = sum_j alpha[e(i, j), k] h[j, k]`` (``transpose``: the sum runs over targets instead)."""
 
@@ -89,6 +98,14 @@ class _Aggregate(torch.autograd.Function):
         d_alpha = _EdgeDot.apply(g, grad, h, ctx.transpose) if ctx.needs_input_grad[1] else None  # on the edges only
         d_h = _Aggregate.apply(g, alpha, grad, not ctx.transpose) if ctx.needs_input_grad[2] else None
         return None, d_alpha, d_h, None
+
+    @staticmethod
+    def vmap(info, in_dims, graph: AttentionGraph, alpha: Tensor, h: Tensor, transpose: bool):
+        """A batch (the seeds of a seed-batched model) is more heads: ``B`` batches of ``H`` heads are ``B H`` heads."""
+        B = info.batch_size
+        alpha, h = _as_heads(alpha, in_dims[1], B, 1), _as_heads(h, in_dims[2], B, 1)
+        out = _Aggregate.apply(graph, alpha, h, transpose)
+        return out.unflatten(1, (B, -1)), 1
 
     @staticmethod
     def jvp(ctx, _, alpha_dot, h_dot, __):
@@ -124,6 +141,12 @@ class _EdgeDot(torch.autograd.Function):
         ctx.save_for_backward(grad, h)
 
     @staticmethod
+    def vmap(info, in_dims, graph: AttentionGraph, grad: Tensor, h: Tensor, transpose: bool):
+        B = info.batch_size
+        out = _EdgeDot.apply(graph, _as_heads(grad, in_dims[1], B, 1), _as_heads(h, in_dims[2], B, 1), transpose)
+        return out.unflatten(1, (B, -1)), 1
+
+    @staticmethod
     def backward(ctx, w: Tensor):  # only for second derivatives
         grad, h = ctx.saved_tensors
         d_grad = _Aggregate.apply(ctx.graph, w, h, ctx.transpose)
@@ -151,9 +174,9 @@ class GATBlock(nn.Module):
         nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        n = x.size(0)
+        n = x.shape[0]
         g = attention_graph(edge_index, n)
-        h = self.lin(x).view(n, self.heads, self.out_channels)
+        h = linear(x, self.lin.weight).view(n, self.heads, self.out_channels)  # x may be sparse input features
         a_src, a_dst = (h * self.att_src).sum(-1), (h * self.att_dst).sum(-1)  # (N, H)
         e = F.leaky_relu(a_src.index_select(0, g.src) + a_dst.index_select(0, g.dst), self.negative_slope)  # (edges, H)
         # softmax over each target's incoming edges; the shift by the (constant) maximum is exact
@@ -161,7 +184,7 @@ class GATBlock(nn.Module):
         peak = peak.scatter_reduce(0, g.dst[:, None].expand_as(e), e.detach(), "amax")
         w = torch.exp(e - peak.index_select(0, g.dst))
         alpha = w / torch.zeros_like(peak).index_add(0, g.dst, w).index_select(0, g.dst)
-        alpha = F.dropout(alpha, self.dropout, self.training)
+        alpha = dropout(alpha, self.dropout, self.training)
         out = _Aggregate.apply(g, alpha, h, False)
         return out.reshape(n, self.heads * self.out_channels) + self.bias
 

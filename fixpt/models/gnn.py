@@ -21,8 +21,7 @@ from ..errors import FixptError
 from ..registry import register
 from .blocks import BACKBONES, GCNBlock, SAGEBlock
 from .gat import GATBlock
-from .dropout import feature_dropout
-from .sparse import sparse_features
+from .dropout import dropout, dropout_features
 
 
 @dataclass
@@ -63,8 +62,8 @@ class GNN(nn.Module):
         h = data.x
         for i, conv in enumerate(self.convs):
             if isinstance(conv, GATBlock):  # GCN and SAGE blocks drop their own inputs (sparse-aware)
-                sparse = i == 0 and sparse_features(h) is not None  # bag-of-words: masks on the non-zeros only
-                drop = feature_dropout if sparse else F.dropout
+                # input features: masks on the non-zeros only, and a CSR product when they are sparse (bag-of-words)
+                drop = dropout_features if i == 0 else dropout
                 h = drop(h, self.cfg.dropout, self.training)
             h = conv(h, data.edge_index)
             if i < len(self.convs) - 1:

@@ -10,7 +10,8 @@ iterative homogeneous GNNs"): a GNN block iterated with a *learned*, confidence-
 
 The confidence is graph-level (mean pooling: the whole graph is one sample). Training runs all
 ``max_iter`` iterations so the expectation is differentiable; at evaluation the loop stops once
-the probability of continuing, :math:`\prod_j (1 - c_j)`, falls below ``stop_eps``.
+the probability of continuing, :math:`\prod_j (1 - c_j)`, falls below ``stop_eps`` (under
+``vmap``, in seed-batched training, the loop runs on and the later iterates get weight 0).
 In the fixed-point view (``iterate``, ``check-contraction``) its operator is :math:`P = T`
 (no free term, no damping). The homogeneity trick of the original (bias-free layers) is not used.
 """
@@ -24,9 +25,10 @@ from torch import Tensor, nn
 
 from ..errors import DivergenceError
 from ..registry import register
+from ..solve import syncing
 from .base import IterativeModel
 from .blocks import BACKBONES, block_lipschitz_bound, make_block
-from .dropout import InputLinear
+from .dropout import Dropout, InputLinear
 
 
 @dataclass
@@ -50,7 +52,7 @@ class IterGNN(IterativeModel):
         self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=cfg.dropout), nn.ReLU())
         self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads)
         self.confidence = nn.Linear(cfg.hidden, 1)
-        self.decoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
+        self.decoder = nn.Sequential(Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
         self.n_iter = 0
 
     def encode(self, data) -> Tensor:
@@ -71,17 +73,20 @@ class IterGNN(IterativeModel):
     def forward(self, data) -> Tensor:
         h = self.encode(data)
         out = torch.zeros_like(h)
-        remaining = h.new_ones(())  # prod_j (1 - c_j)
-        for k in range(1, self.cfg.max_iter + 1):
+        remaining = h.new_ones(())  # prod_j (1 - c_j); 0 once stopped, so later iterates add nothing
+        K = self.cfg.max_iter
+        for k in range(1, K + 1):
             h = self.step(h, None, data)
             c = torch.sigmoid(self.confidence(h.mean(dim=0))).squeeze()
-            last = k == self.cfg.max_iter or (not self.training and float(remaining * (1 - c)) < self.cfg.stop_eps)
-            p = remaining if last else remaining * c  # the last iterate takes the remaining mass
-            out = out + p * h
-            remaining = remaining * (1 - c)
-            if last:
+            if self.training or k == K:
+                stop = torch.tensor(k == K)
+            else:
+                stop = remaining * (1 - c) < self.cfg.stop_eps
+            out = out + torch.where(stop, remaining, remaining * c) * h  # the stopping iterate takes the remaining mass
+            remaining = torch.where(stop, 0.0, remaining * (1 - c))
+            if k == K or (syncing() and not self.training and bool(stop)):  # under vmap: run on, adding nothing
                 break
         self.n_iter = k
-        if not torch.isfinite(out).all():
+        if syncing() and not torch.isfinite(out).all():
             raise DivergenceError(f"IterGNN produced non-finite values at iteration {k}; lower the learning rate")
         return self.decode(out, data)

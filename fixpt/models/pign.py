@@ -28,7 +28,7 @@ from ..registry import register
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
 from .blocks import BACKBONES, block_lipschitz_bound, make_block
-from .dropout import InputLinear
+from .dropout import Dropout, InputLinear
 
 
 @dataclass
@@ -66,7 +66,7 @@ class PIGN(IterativeModel):
         self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=cfg.dropout), nn.ReLU())
         self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, contractive=cfg.contractive, gamma=cfg.gamma,
                                 attn_dropout=cfg.attn_dropout)
-        self.decoder = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
+        self.decoder = nn.Sequential(Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
 
     def encode(self, data) -> Tensor:
         return self.encoder(data.x)  # (N, hidden): the free term f and z_0

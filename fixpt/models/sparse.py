@@ -17,6 +17,7 @@ rule (:math:`M \dot x`), so training, ``torch.func.jvp`` / ``vjp`` (used by
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -40,15 +41,20 @@ def row_pointers(rows: Tensor, n: int) -> Tensor:
 
 
 class SparseMatrix:
-    """A fixed sparse matrix ``M`` (CSR) with its transpose, multiplied by dense tensors with ``M @ x``."""
+    """A fixed sparse matrix ``M`` (CSR) with its transpose, multiplied by dense tensors with ``M @ x``.
+
+    The values may be replaced (:meth:`with_values`, e.g. by dropout masks) while the pattern is kept;
+    they are constants to autograd. Under ``torch.func.vmap`` (seed-batched training,
+    :mod:`fixpt.seed_batch`) the values, the dense factor or both may carry a batch dimension.
+    """
 
     def __init__(self, rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]):
         order = torch.argsort(rows * shape[1] + cols)  # row-major: the CSR order
-        self.rows, self.cols, self.values, self.shape = rows[order], cols[order], values[order], shape
+        self.rows, self.cols, self.values, self.shape = rows[order], cols[order], values[order], tuple(shape)
         self._t_order = torch.argsort(self.cols * shape[0] + self.rows)  # the transpose's CSR order
-        self.csr = torch.sparse_csr_tensor(row_pointers(self.rows, shape[0]), self.cols, self.values, shape)
-        tcols, trows = self.rows[self._t_order], self.cols[self._t_order]
-        self.csr_t = torch.sparse_csr_tensor(row_pointers(trows, shape[1]), tcols, self.values[self._t_order], (shape[1], shape[0]))
+        self.crow = row_pointers(self.rows, shape[0])
+        self.t_crow, self.t_col = row_pointers(self.cols[self._t_order], shape[1]), self.rows[self._t_order]
+        self._stacked: dict[tuple[int, bool], SparseMatrix] = {}
 
     @classmethod
     def from_dense(cls, x: Tensor) -> "SparseMatrix":
@@ -57,45 +63,119 @@ class SparseMatrix:
 
     def with_values(self, values: Tensor) -> "SparseMatrix":
         """The same sparsity pattern with new values (in this matrix's row-major order)."""
-        out = SparseMatrix.__new__(SparseMatrix)
-        out.rows, out.cols, out.shape, out._t_order, out.values = self.rows, self.cols, self.shape, self._t_order, values
-        out.csr = torch.sparse_csr_tensor(self.csr.crow_indices(), self.csr.col_indices(), values, self.shape)
-        out.csr_t = torch.sparse_csr_tensor(self.csr_t.crow_indices(), self.csr_t.col_indices(), values[self._t_order],
-                                            (self.shape[1], self.shape[0]))
+        out = copy.copy(self)
+        out.values = values
         return out
 
-    def t(self) -> "SparseMatrix":
-        out = SparseMatrix.__new__(SparseMatrix)
-        out.shape, out.csr, out.csr_t = (self.shape[1], self.shape[0]), self.csr_t, self.csr
-        return out
+    def csr(self, values: Tensor) -> Tensor:
+        return torch.sparse_csr_tensor(self.crow, self.cols, values, self.shape)
+
+    def csr_t(self, values: Tensor) -> Tensor:
+        return torch.sparse_csr_tensor(self.t_crow, self.t_col, values[self._t_order], (self.shape[1], self.shape[0]))
 
     def to_dense(self) -> Tensor:
-        return self.csr.to_dense()
+        return self.csr(self.values).to_dense()
+
+    def t(self) -> "SparseMatrix":
+        return SparseMatrix(self.cols, self.rows, self.values, (self.shape[1], self.shape[0]))
+
+    def stacked(self, copies: int, diagonal: bool) -> "SparseMatrix":
+        """``copies`` of this pattern stacked by rows (``diagonal=False``: ``[M_1; ...; M_B]``, shape
+        ``(B R, C)``) or along the diagonal (``diag(M_1, ..., M_B)``, shape ``(B R, B C)``); block ``b``'s
+        values are entries ``b * nnz ...`` of the stacked values, so a ``(B, nnz)`` batch flattens into them."""
+        key = (copies, diagonal)
+        if key not in self._stacked:
+            r, c = self.shape
+            offs = torch.arange(copies, device=self.rows.device).repeat_interleave(self.rows.numel())
+            rows, cols = self.rows.repeat(copies) + offs * r, self.cols.repeat(copies) + (offs * c if diagonal else 0)
+            ones = torch.ones(rows.numel(), device=rows.device)  # the pattern only: products pass their own values
+            self._stacked[key] = SparseMatrix(rows, cols, ones, (copies * r, copies * c if diagonal else c))
+        return self._stacked[key]
 
     def __matmul__(self, x: Tensor) -> Tensor:
-        return _SparseMatmul.apply(self, x)
+        return _SparseMatmul.apply(self, self.values, x)
 
 
 class _SparseMatmul(torch.autograd.Function):
-    """``M @ x`` for a constant sparse ``M``; the backward and forward-mode rules call it again,
-    so they nest under ``torch.func`` transforms."""
+    r"""``M @ x`` for a sparse ``M`` with constant ``values``; the backward and forward-mode rules call
+    it again, so they nest under ``torch.func`` transforms. The vmap rule turns a batch into one
+    sparse product: a batch of ``x`` alone sits side by side in the columns,
+    :math:`M [x_1, \dots, x_B] = [M x_1, \dots, M x_B]`; a batch of values uses the stacked
+    patterns of :meth:`SparseMatrix.stacked` (block rows, or block diagonal when ``x`` is batched too)."""
 
     @staticmethod
-    def forward(m: SparseMatrix, x: Tensor) -> Tensor:
-        csr = m.csr if m.csr.dtype == x.dtype else m.csr.to(x.dtype)  # float64 only in numerical tests
-        return csr @ x
+    def forward(m: SparseMatrix, values: Tensor, x: Tensor) -> Tensor:
+        return m.csr(values.to(x.dtype)) @ x  # float64 only in numerical tests
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.m = inputs[0]
+        ctx.m, ctx.values = inputs[0], inputs[1]
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return None, _SparseMatmul.apply(ctx.m.t(), grad)
+        return None, None, _TransposeMatmul.apply(ctx.m, ctx.values, grad)
 
     @staticmethod
-    def jvp(ctx, _, x_dot: Tensor) -> Tensor:
-        return _SparseMatmul.apply(ctx.m, x_dot)
+    def jvp(ctx, _, values_dot, x_dot: Tensor) -> Tensor:
+        return _SparseMatmul.apply(ctx.m, ctx.values, x_dot)
+
+    @staticmethod
+    def vmap(info, in_dims, m: SparseMatrix, values: Tensor, x: Tensor):
+        v_dim, x_dim = in_dims[1], in_dims[2]
+        if v_dim is None and x_dim is None:
+            return _SparseMatmul.apply(m, values, x), None
+        if v_dim is None:  # one matrix, a batch of right-hand sides: columns side by side
+            x = x.movedim(x_dim, 1)  # (C, B, ...)
+            out = _SparseMatmul.apply(m, values, x.reshape(x.shape[0], -1))
+            return out.reshape(out.shape[0], *x.shape[1:]), 1
+        values = values.movedim(v_dim, 0)
+        B = values.shape[0]
+        big = m.stacked(B, diagonal=x_dim is not None)
+        if x_dim is not None:
+            x = x.movedim(x_dim, 0)
+            out = _SparseMatmul.apply(big, values.reshape(-1), x.reshape(B * x.shape[1], *x.shape[2:]))
+        else:
+            out = _SparseMatmul.apply(big, values.reshape(-1), x)
+        return out.reshape(B, m.shape[0], *out.shape[1:]), 0
+
+
+class _TransposeMatmul(torch.autograd.Function):
+    """``M^T @ g`` (the backward of :class:`_SparseMatmul`), itself differentiable and batchable."""
+
+    @staticmethod
+    def forward(m: SparseMatrix, values: Tensor, g: Tensor) -> Tensor:
+        return m.csr_t(values.to(g.dtype)) @ g
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.m, ctx.values = inputs[0], inputs[1]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, None, _SparseMatmul.apply(ctx.m, ctx.values, grad)
+
+    @staticmethod
+    def jvp(ctx, _, values_dot, g_dot: Tensor) -> Tensor:
+        return _TransposeMatmul.apply(ctx.m, ctx.values, g_dot)
+
+    @staticmethod
+    def vmap(info, in_dims, m: SparseMatrix, values: Tensor, g: Tensor):
+        v_dim, g_dim = in_dims[1], in_dims[2]
+        if v_dim is None and g_dim is None:
+            return _TransposeMatmul.apply(m, values, g), None
+        if v_dim is None:
+            g = g.movedim(g_dim, 1)
+            out = _TransposeMatmul.apply(m, values, g.reshape(g.shape[0], -1))
+            return out.reshape(out.shape[0], *g.shape[1:]), 1
+        values = values.movedim(v_dim, 0)
+        B = values.shape[0]
+        if g_dim is None:  # [M_1; ...; M_B]^T g would sum the blocks: here each block's own product is wanted
+            g = g.unsqueeze(0).expand(B, *g.shape)
+        else:
+            g = g.movedim(g_dim, 0)
+        big = m.stacked(B, diagonal=True)
+        out = _TransposeMatmul.apply(big, values.reshape(-1), g.reshape(B * g.shape[1], *g.shape[2:]))
+        return out.reshape(B, m.shape[1], *out.shape[1:]), 0
 
 
 def propagation_matrix(edge_index: Tensor, num_nodes: int, kind: str) -> SparseMatrix:
