@@ -23,6 +23,8 @@ def sweep(
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="run seeds 0..N-1 (overrides the preset)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a key: key=value, or key=\\[a,b] for a grid axis (repeatable)")] = None,
     workers: Annotated[int, typer.Option("--workers", help="runs at once, each in its own process (one GPU each when several)")] = 1,
+    seed_batch: Annotated[int, typer.Option("--seed-batch", help="train up to N seeds of one graph configuration together as one "
+                                            "batched model (torch.func.vmap); 1: one run at a time")] = 1,
     device: DeviceOpt = "auto",
     no_ckpt: Annotated[bool, typer.Option("--no-ckpt", help="do not keep each run's ckpt.pt")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the table of runs and their status, then exit")] = False,
@@ -33,6 +35,8 @@ def sweep(
 
     if workers < 1:
         raise FixptError(f"--workers {workers} must be >= 1")
+    if seed_batch < 1:
+        raise FixptError(f"--seed-batch {seed_batch} must be >= 1 (1: one run at a time)")
     plan = sw.load_preset(preset, seeds=seeds, overrides=sw.parse_set(set_ or []))
     out_dir = out_dir or Path("sweeps") / plan.name
     labels = {r.id: sw.describe(r, plan.varying) for r in plan.runs}
@@ -78,7 +82,7 @@ def sweep(
             else:
                 print(line, file=sys.stderr, flush=True)
 
-        counts = sw.run_sweep(plan, out_dir, device=device, workers=workers, save_ckpt=not no_ckpt,
+        counts = sw.run_sweep(plan, out_dir, device=device, workers=workers, save_ckpt=not no_ckpt, seed_batch=seed_batch,
                               on_start=on_start, on_done=on_done)
     summary = {k: counts[k] for k in ("total", "finished", "skipped", "failed")}
     if json_:

@@ -132,7 +132,7 @@ def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, see
         finite = torch.isfinite(losses.detach())
         for row in (~finite).nonzero().flatten().tolist():
             states[active[row]].error = DivergenceError(
-                f"training loss became {float(losses[row])} at epoch {epoch}; lower --lr, raise --alpha or use --contractive")
+                f"training loss became {float(losses[row].detach())} at epoch {epoch}; lower --lr, raise --alpha or use --contractive")
         losses[finite].sum().backward()
         opt.step()
 
@@ -153,7 +153,7 @@ def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, see
                 continue
             ev = {"val_loss": float(task_obj.loss(out[row], data, "val")),
                   **{f"{s}_{metric}": task_obj.score(out[row], data, s) for s in ("train", "val", "test")},
-                  "train_loss": float(losses[row])}
+                  "train_loss": float(losses[row].detach())}
             key = (sign * ev[f"val_{metric}"], -ev["val_loss"])
             if key > st.best["key"]:
                 st.best = {"key": key, "epoch": epoch, "state": {n: params[n][row].detach().clone() for n in names}, **ev}

@@ -253,14 +253,27 @@ def write_index(out: Path, sweep: Sweep, preset: str) -> None:
                              "varying": sweep.varying, "runs": list(runs.values())})
 
 
-def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
-    """Train one run into its directory; never raises (a failure is recorded in ``error.json``)."""
-    from .train import train
-
+def _prepare(run: Run, out: Path) -> Path:
     d = run_dir(out, run)
     d.mkdir(parents=True, exist_ok=True)
     (d / "error.json").unlink(missing_ok=True)
     _write_json(d / "config.json", {"model": run.model, "params": run.params, **run.configs})
+    return d
+
+
+def _failed(run: Run, d: Path, e: BaseException, seconds: float, tb: str | None = None) -> dict:
+    """Record a failed run in its ``error.json`` and describe it."""
+    message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    tb = tb or "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    _write_json(d / "error.json", {"type": type(e).__name__, "message": message, "traceback": tb})
+    return {"id": run.id, "status": "failed", "error": f"{type(e).__name__}: {message}", "seconds": seconds}
+
+
+def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
+    """Train one run into its directory; never raises (a failure is recorded in ``error.json``)."""
+    from .train import train
+
+    d = _prepare(run, out)
     start = time.perf_counter()
     try:
         spec = get_spec(run.model)
@@ -277,9 +290,54 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
             _write_json(d / "metrics.json", metrics)
         return {"id": run.id, "status": "done", "metrics": metrics, "seconds": time.perf_counter() - start}
     except Exception as e:  # noqa: BLE001 - any failure (divergence, OOM, bad data) is recorded, the sweep goes on
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        _write_json(d / "error.json", {"type": type(e).__name__, "message": message, "traceback": traceback.format_exc()})
-        return {"id": run.id, "status": "failed", "error": f"{type(e).__name__}: {message}", "seconds": time.perf_counter() - start}
+        return _failed(run, d, e, time.perf_counter() - start, traceback.format_exc())
+
+
+def execute_job(job: list[Run], out: Path, device: str, save_ckpt: bool) -> list[dict]:
+    """Train a job: one run, or the seeds of one configuration as one seed batch (:mod:`fixpt.seed_batch`),
+    each into its own directory; never raises. A seed that fails (e.g. its loss became NaN) fails alone."""
+    if len(job) == 1:
+        return [execute(job[0], out, device, save_ckpt)]
+    from .seed_batch import train_seeds
+
+    dirs = [_prepare(run, out) for run in job]
+    first = job[0]
+    start = time.perf_counter()
+    try:
+        results = train_seeds(first.model, first.configs["model_config"], first.configs["data"], first.configs["train"],
+                              [r.configs["train"]["seed"] for r in job], outs=dirs, device=device, save_ckpt=save_ckpt,
+                              task=first.configs.get("task"))
+    except Exception as e:  # noqa: BLE001 - the whole batch failed (bad data, OOM): every run records it
+        tb = traceback.format_exc()
+        return [_failed(run, d, e, time.perf_counter() - start, tb) for run, d in zip(job, dirs)]
+    seconds = (time.perf_counter() - start) / len(job)
+    return [_failed(run, d, res, seconds) if isinstance(res, Exception) else
+            {"id": run.id, "status": "done", "metrics": res, "seconds": seconds}
+            for run, d, res in zip(job, dirs, results)]
+
+
+def plan_jobs(runs: list[Run], seed_batch: int) -> list[list[Run]]:
+    """The runs grouped into jobs. With ``seed_batch > 1`` the runs of one configuration that differ only in
+    their seed, and that :func:`fixpt.seed_batch.unbatchable_reason` accepts, go together, at most
+    ``seed_batch`` per job in the order of their seeds; every other run is a job of its own."""
+    if seed_batch <= 1:
+        return [[r] for r in runs]
+    from .seed_batch import unbatchable_reason
+
+    jobs: dict[str, list[Run]] = {}
+    for r in runs:
+        c = r.configs
+        if unbatchable_reason(r.model, c["model_config"], c["train"], c.get("task")) is not None:
+            jobs[r.id] = [r]
+            continue
+        key = json.dumps({"model": r.model, "task": c.get("task"), "model_config": c["model_config"], "data": c["data"],
+                          "train": {k: v for k, v in c["train"].items() if k != "seed"}}, sort_keys=True)
+        jobs.setdefault(key, []).append(r)
+    out = []
+    for group in jobs.values():
+        group.sort(key=lambda r: r.configs["train"]["seed"])
+        out += [group[i:i + seed_batch] for i in range(0, len(group), seed_batch)]
+    return out
 
 
 def _init_worker(threads: int, devices) -> None:
@@ -295,10 +353,13 @@ def _init_worker(threads: int, devices) -> None:
 
 
 def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1, save_ckpt: bool = True,
-              on_start: Callable[[Run], None] | None = None, on_done: Callable[[Run, dict], None] | None = None) -> dict:
-    """Run every pending run of ``sweep`` into ``out``; return counts of finished, skipped and failed runs."""
+              seed_batch: int = 1, on_start: Callable[[Run], None] | None = None,
+              on_done: Callable[[Run, dict], None] | None = None) -> dict:
+    """Run every pending run of ``sweep`` into ``out``; return counts of finished, skipped and failed runs.
+    ``seed_batch > 1`` trains up to that many seeds of one configuration together (:func:`plan_jobs`)."""
     todo = [r for r in sweep.runs if status(out, r) != "done"]
     counts = {"total": len(sweep.runs), "skipped": len(sweep.runs) - len(todo), "finished": 0, "failed": 0, "errors": {}}
+    jobs = plan_jobs(todo, seed_batch)
 
     def record(run: Run, result: dict) -> None:
         counts["finished" if result["status"] == "done" else "failed"] += 1
@@ -307,11 +368,16 @@ def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1
         if on_done is not None:
             on_done(run, result)
 
-    if workers <= 1:
-        for run in todo:
+    def start(job: list[Run]) -> None:
+        for run in job:
             if on_start is not None:
                 on_start(run)
-            record(run, execute(run, out, device, save_ckpt))
+
+    if workers <= 1:
+        for job in jobs:
+            start(job)
+            for run, result in zip(job, execute_job(job, out, device, save_ckpt)):
+                record(run, result)
         return counts
 
     ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
@@ -327,22 +393,21 @@ def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, devices)) as pool:
         pending = {}
-        queue = list(todo)
+        queue = list(jobs)
         while queue or pending:
             while queue and len(pending) < workers:
-                run = queue.pop(0)
-                if on_start is not None:
-                    on_start(run)
-                pending[pool.submit(execute, run, out, device, save_ckpt)] = run
+                job = queue.pop(0)
+                start(job)
+                pending[pool.submit(execute_job, job, out, device, save_ckpt)] = job
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                run = pending.pop(fut)
+                job = pending.pop(fut)
                 try:
-                    result = fut.result()
+                    results = fut.result()
                 except Exception as e:  # noqa: BLE001 - a worker that died (e.g. killed for memory)
-                    result = {"id": run.id, "status": "failed", "error": f"worker died: {e}", "seconds": 0.0}
-                    _write_json(run_dir(out, run) / "error.json", {"type": type(e).__name__, "message": str(e)})
-                record(run, result)
+                    results = [_failed(run, run_dir(out, run), RuntimeError(f"worker died: {e}"), 0.0, "") for run in job]
+                for run, result in zip(job, results):
+                    record(run, result)
     return counts
 
 

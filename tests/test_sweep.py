@@ -169,8 +169,8 @@ def test_workers_run_in_separate_processes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sigkill_midway_then_rerun_reports_every_run_once(tmp_path, workers):
+@pytest.mark.parametrize(("workers", "seed_batch"), [(1, 1), (2, 1), (1, 2)])
+def test_sigkill_midway_then_rerun_reports_every_run_once(tmp_path, workers, seed_batch):
     text = """
 report: generic
 model: pign
@@ -179,7 +179,8 @@ base: {epochs: 60, dataset: csbm, csbm_nodes: 300, hidden: 16}
 grid: {alpha: [0.5, 0.8]}
 """
     p, out = write(tmp_path, text), tmp_path / "sw"
-    cmd = [sys.executable, "-m", "fixpt", "sweep", str(p), "--out", str(out), "--device", "cpu", "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "fixpt", "sweep", str(p), "--out", str(out), "--device", "cpu", "--workers", str(workers),
+           "--seed-batch", str(seed_batch)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
