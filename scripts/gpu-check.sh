@@ -23,4 +23,8 @@ grep -q " passed" "$OUT/tests.log" && ! grep -qE "[0-9]+ failed" "$OUT/tests.log
 python3 benchmarks/ddpm.py --device cuda --size paper --batch 64 --steps 60 ${FIXPT_BENCH_COMPILE:+--compile} 2>&1 | tee "$OUT/bench-ddpm-cuda.md" || status=1
 python3 benchmarks/ddpm.py --device cuda --model vit --batch 20 --steps 30 2>&1 | tee "$OUT/bench-vit-amp-cuda.md" || status=1
 python3 benchmarks/navier_stokes.py --device cuda --batches 1,64,256 --steps 500 2>&1 | tee "$OUT/bench-navier-stokes-cuda.md" || status=1
+# seed batches on the GPU (needs FIXPT_DATA with planetoid/ carried along; skipped without it)
+if [ -n "${FIXPT_DATA:-}" ]; then
+  python3 benchmarks/seed_batch.py --device cuda --seeds 20 --epochs 20 2>&1 | tee "$OUT/bench-seed-batch-cuda.md" || status=1
+fi
 exit $status

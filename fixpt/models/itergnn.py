@@ -79,7 +79,7 @@ class IterGNN(IterativeModel):
             h = self.step(h, None, data)
             c = torch.sigmoid(self.confidence(h.mean(dim=0))).squeeze()
             if self.training or k == K:
-                stop = torch.tensor(k == K)
+                stop = torch.tensor(k == K, device=h.device)
             else:
                 stop = remaining * (1 - c) < self.cfg.stop_eps
             out = out + torch.where(stop, remaining, remaining * c) * h  # the stopping iterate takes the remaining mass

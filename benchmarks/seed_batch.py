@@ -1,0 +1,135 @@
+"""Benchmark: what many seeds of one graph configuration cost, side by side in one process.
+
+    FIXPT_DATA=../shared/data python benchmarks/seed_batch.py [--device cpu|cuda] [--seeds 10] [--epochs 5]
+
+1. Dropout on noisy Cora's dense input features (2708 x 1433): fixpt's random-bit masks
+   (:func:`fixpt.models.dropout.dropout`) against ``torch.nn.functional.dropout``.
+2. A training epoch (step and evaluation pass) of each model on noisy Cora with the two dropouts:
+   the baseline swaps ``torch.nn.functional.dropout`` in for fixpt's in every layer.
+3. Seed batches: ``--seeds`` seeds of one configuration trained for ``--epochs`` epochs as one
+   batch (:func:`fixpt.seed_batch.train_seeds`) against the same seeds one after the other
+   (:func:`fixpt.train.train`), per model and data set; the ratio is sequential / batched time.
+
+Variants alternate in rounds; medians are reported, and their ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
+
+import fixpt.models.dropout as fixpt_dropout  # noqa: E402
+from fixpt.seed_batch import train_seeds  # noqa: E402
+from fixpt.train import build, evaluate, train  # noqa: E402
+
+MODELS = [("gnn", "gcn"), ("gnn", "gat"), ("pign", "gcn"), ("pign", "gat"), ("itergnn", "gcn")]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device) -> float:
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def alternate(variants: dict, rounds: int, device: torch.device, warmup: bool = True) -> dict[str, float]:
+    """Median time of each variant, run in alternating rounds (after one warm-up each)."""
+    for fn in variants.values() if warmup else ():
+        fn()
+    times = {k: [] for k in variants}
+    for _ in range(rounds):
+        for k, fn in variants.items():
+            times[k].append(timed(fn, device))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def torch_dropout(x, p, training=True):
+    return F.dropout(x, p, training)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    if not os.environ.get("FIXPT_DATA"):
+        raise SystemExit("this benchmark needs Cora and CiteSeer: set FIXPT_DATA to the folder holding planetoid/")
+    dev = torch.device(args.device)
+    print(f"device {dev}, torch threads {torch.get_num_threads()}, {args.seeds} seeds x {args.epochs} epochs\n")
+
+    noisy = {"dataset": "cora", "noise": 0.5}
+    _, task, _, data, _, _ = build("gnn", {}, noisy, dev)
+    med = alternate({"fixpt": lambda: fixpt_dropout.dropout(data.x, 0.5),
+                     "torch": lambda: F.dropout(data.x, 0.5)}, 20, dev)
+    print("| dropout of noisy Cora's features | fixpt (random bits) | torch F.dropout | speed-up |\n|---|---:|---:|---:|")
+    print(f"| 2708 x 1433, p = 0.5 | {1e3 * med['fixpt']:.2f} ms | {1e3 * med['torch']:.2f} ms | {med['torch'] / med['fixpt']:.2f}x |\n")
+
+    print("| epoch on noisy Cora | fixpt dropout | torch dropout | speed-up |\n|---|---:|---:|---:|")
+    for name, backbone in MODELS:
+        torch.manual_seed(0)
+        _, task, model, data, _, _ = build(name, {"backbone": backbone}, noisy, dev)
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+
+        def epoch():
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            task.loss(model(data), data).backward()
+            opt.step()
+            evaluate(model, task, data)
+
+        def with_torch_dropout():
+            fixpt_dropout.dropout, saved = torch_dropout, fixpt_dropout.dropout
+            try:
+                _patched_modules(torch_dropout)
+                epoch()
+            finally:
+                fixpt_dropout.dropout = saved
+                _patched_modules(saved)
+
+        med = alternate({"fixpt": epoch, "torch": with_torch_dropout}, args.rounds, dev)
+        print(f"| {name}-{backbone} | {1e3 * med['fixpt']:.1f} ms | {1e3 * med['torch']:.1f} ms | {med['torch'] / med['fixpt']:.2f}x |")
+
+    seeds = list(range(args.seeds))
+    cfg = {"epochs": args.epochs, "patience": args.epochs}
+    print(f"\n| {args.seeds} seeds x {args.epochs} epochs | data | one at a time | seed batch | speed-up |\n|---|---|---:|---:|---:|")
+    for dataset, noise in (("cora", 0.0), ("cora", 0.5), ("citeseer", 0.5)):
+        graph = {"dataset": dataset, "noise": noise}
+        for name, backbone in MODELS:
+            mc = {"backbone": backbone}
+            train(name, mc, graph, {"epochs": 1}, device=args.device)  # warm-up: data, caches, kernels
+            train_seeds(name, mc, graph, {"epochs": 1}, seeds[:2], device=args.device)
+            med = alternate({"sequential": lambda: [train(name, mc, graph, {**cfg, "seed": s}, device=args.device) for s in seeds],
+                             "batched": lambda: train_seeds(name, mc, graph, cfg, seeds, device=args.device)}, 1, dev,
+                            warmup=False)
+            print(f"| {name}-{backbone} | {dataset} {noise} | {med['sequential']:.1f} s | {med['batched']:.1f} s | "
+                  f"{med['sequential'] / med['batched']:.2f}x |")
+
+
+def _patched_modules(fn) -> None:
+    """Point every graph module that imported ``dropout`` at ``fn``."""
+    import fixpt.models.blocks as blocks
+    import fixpt.models.gat as gat
+    import fixpt.models.gnn as gnn
+
+    for module in (blocks, gat, gnn):
+        module.dropout = fn
+
+
+if __name__ == "__main__":
+    main()
