@@ -81,3 +81,26 @@ def test_blocks_equal_torch_geometric_convolutions(graph):
     ref, ours = SAGEConv(8, 5).double(), SAGEBlock(8, 5).double()
     ours.load_state_dict(ref.state_dict())
     assert torch.allclose(ref(x, graph), ours(x, graph), atol=1e-12)
+
+
+@pytest.mark.parametrize(("values_batched", "x_batched"), [(True, True), (True, False), (False, True)])
+def test_sparse_product_under_vmap_matches_dense(values_batched, x_batched):
+    """The vmap rule of the sparse product (seed batches: per-seed dropout values, per-seed weights)
+    against dense products, forward and backward (the backward is the transposed product)."""
+    from torch.func import vmap
+
+    torch.manual_seed(0)
+    pattern = SparseMatrix.from_dense((torch.rand(6, 5) < 0.4) * torch.randn(6, 5))
+    B = 3
+    values = torch.randn(B, pattern.values.numel()) if values_batched else pattern.values
+    x = torch.randn(B, 5, 4) if x_batched else torch.randn(5, 4)
+    x.requires_grad_(True)
+    out = vmap(lambda v, y: pattern.with_values(v) @ y, in_dims=(0 if values_batched else None, 0 if x_batched else None))(values, x)
+    dense = [torch.zeros(6, 5).index_put((pattern.rows, pattern.cols), values[b] if values_batched else values) for b in range(B)]
+    xs = [x[b] if x_batched else x for b in range(B)]
+    expected = torch.stack([d @ y for d, y in zip(dense, xs)])
+    assert torch.allclose(out, expected, atol=1e-6)
+    w = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * w).sum(), x)
+    expected_grad = torch.stack([d.t() @ w[b] for b, d in enumerate(dense)])
+    assert torch.allclose(grad, expected_grad if x_batched else expected_grad.sum(0), atol=1e-5)

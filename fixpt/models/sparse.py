@@ -93,89 +93,52 @@ class SparseMatrix:
         return self._stacked[key]
 
     def __matmul__(self, x: Tensor) -> Tensor:
-        return _SparseMatmul.apply(self, self.values, x)
+        return _SparseMatmul.apply(self, self.values, x, False)
 
 
 class _SparseMatmul(torch.autograd.Function):
-    r"""``M @ x`` for a sparse ``M`` with constant ``values``; the backward and forward-mode rules call
-    it again, so they nest under ``torch.func`` transforms. The vmap rule turns a batch into one
-    sparse product: a batch of ``x`` alone sits side by side in the columns,
+    r"""``M @ x`` (``transpose``: ``M^T @ x``) for a sparse ``M`` with constant ``values``; the backward
+    and forward-mode rules call it again, so they nest under ``torch.func`` transforms. The vmap rule
+    turns a batch into one sparse product: a batch of ``x`` alone sits side by side in the columns,
     :math:`M [x_1, \dots, x_B] = [M x_1, \dots, M x_B]`; a batch of values uses the stacked
     patterns of :meth:`SparseMatrix.stacked` (block rows, or block diagonal when ``x`` is batched too)."""
 
     @staticmethod
-    def forward(m: SparseMatrix, values: Tensor, x: Tensor) -> Tensor:
-        return m.csr(values.to(x.dtype)) @ x  # float64 only in numerical tests
+    def forward(m: SparseMatrix, values: Tensor, x: Tensor, transpose: bool) -> Tensor:
+        values = values.to(x.dtype)  # float64 only in numerical tests
+        return (m.csr_t(values) if transpose else m.csr(values)) @ x
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.m, ctx.values = inputs[0], inputs[1]
+        ctx.m, ctx.values, _, ctx.transpose = inputs
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return None, None, _TransposeMatmul.apply(ctx.m, ctx.values, grad)
+        return None, None, _SparseMatmul.apply(ctx.m, ctx.values, grad, not ctx.transpose), None
 
     @staticmethod
-    def jvp(ctx, _, values_dot, x_dot: Tensor) -> Tensor:
-        return _SparseMatmul.apply(ctx.m, ctx.values, x_dot)
+    def jvp(ctx, _, values_dot, x_dot: Tensor, __) -> Tensor:
+        return _SparseMatmul.apply(ctx.m, ctx.values, x_dot, ctx.transpose)
 
     @staticmethod
-    def vmap(info, in_dims, m: SparseMatrix, values: Tensor, x: Tensor):
+    def vmap(info, in_dims, m: SparseMatrix, values: Tensor, x: Tensor, transpose: bool):
         v_dim, x_dim = in_dims[1], in_dims[2]
         if v_dim is None and x_dim is None:
-            return _SparseMatmul.apply(m, values, x), None
+            return _SparseMatmul.apply(m, values, x, transpose), None
         if v_dim is None:  # one matrix, a batch of right-hand sides: columns side by side
             x = x.movedim(x_dim, 1)  # (C, B, ...)
-            out = _SparseMatmul.apply(m, values, x.reshape(x.shape[0], -1))
+            out = _SparseMatmul.apply(m, values, x.reshape(x.shape[0], -1), transpose)
             return out.reshape(out.shape[0], *x.shape[1:]), 1
         values = values.movedim(v_dim, 0)
         B = values.shape[0]
-        big = m.stacked(B, diagonal=x_dim is not None)
-        if x_dim is not None:
-            x = x.movedim(x_dim, 0)
-            out = _SparseMatmul.apply(big, values.reshape(-1), x.reshape(B * x.shape[1], *x.shape[2:]))
-        else:
-            out = _SparseMatmul.apply(big, values.reshape(-1), x)
-        return out.reshape(B, m.shape[0], *out.shape[1:]), 0
-
-
-class _TransposeMatmul(torch.autograd.Function):
-    """``M^T @ g`` (the backward of :class:`_SparseMatmul`), itself differentiable and batchable."""
-
-    @staticmethod
-    def forward(m: SparseMatrix, values: Tensor, g: Tensor) -> Tensor:
-        return m.csr_t(values.to(g.dtype)) @ g
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.m, ctx.values = inputs[0], inputs[1]
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return None, None, _SparseMatmul.apply(ctx.m, ctx.values, grad)
-
-    @staticmethod
-    def jvp(ctx, _, values_dot, g_dot: Tensor) -> Tensor:
-        return _TransposeMatmul.apply(ctx.m, ctx.values, g_dot)
-
-    @staticmethod
-    def vmap(info, in_dims, m: SparseMatrix, values: Tensor, g: Tensor):
-        v_dim, g_dim = in_dims[1], in_dims[2]
-        if v_dim is None and g_dim is None:
-            return _TransposeMatmul.apply(m, values, g), None
-        if v_dim is None:
-            g = g.movedim(g_dim, 1)
-            out = _TransposeMatmul.apply(m, values, g.reshape(g.shape[0], -1))
-            return out.reshape(out.shape[0], *g.shape[1:]), 1
-        values = values.movedim(v_dim, 0)
-        B = values.shape[0]
-        if g_dim is None:  # [M_1; ...; M_B]^T g would sum the blocks: here each block's own product is wanted
-            g = g.unsqueeze(0).expand(B, *g.shape)
-        else:
-            g = g.movedim(g_dim, 0)
-        big = m.stacked(B, diagonal=True)
-        out = _TransposeMatmul.apply(big, values.reshape(-1), g.reshape(B * g.shape[1], *g.shape[2:]))
-        return out.reshape(B, m.shape[1], *out.shape[1:]), 0
+        rows = m.shape[1] if transpose else m.shape[0]
+        if x_dim is None and not transpose:  # [M_1; ...; M_B] x
+            out = _SparseMatmul.apply(m.stacked(B, diagonal=False), values.reshape(-1), x, False)
+        else:  # diag(M_1, ..., M_B) [x_1; ...; x_B] (an unbatched x repeated: [M_1; ...]^T x would sum the blocks)
+            x = x.unsqueeze(0).expand(B, *x.shape) if x_dim is None else x.movedim(x_dim, 0)
+            out = _SparseMatmul.apply(m.stacked(B, diagonal=True), values.reshape(-1),
+                                      x.reshape(B * x.shape[1], *x.shape[2:]), transpose)
+        return out.reshape(B, rows, *out.shape[1:]), 0
 
 
 def propagation_matrix(edge_index: Tensor, num_nodes: int, kind: str) -> SparseMatrix:
