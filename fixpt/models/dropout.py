@@ -5,7 +5,7 @@ its masks from random 64-bit words cut into four 16-bit lanes, an entry being ke
 is below :math:`k = \operatorname{round}((1 - p) 2^{16})`, and scales kept entries by
 :math:`2^{16} / k`; so the keep probability is :math:`k / 2^{16}` (exactly :math:`1 - p` for
 :math:`p = 0.5`, within :math:`2^{-17}` of it otherwise) and :math:`E[\mathrm{out}] = x` exactly.
-On the CPU that is 2.5-4x faster than ``torch.nn.functional.dropout`` (whose Bernoulli draw
+On the CPU that is 3.5x faster than ``torch.nn.functional.dropout`` (whose Bernoulli draw
 dominated a training step on noisy Cora; ``benchmarks/seed_batch.py``), and it works under
 ``torch.func.vmap`` with ``randomness="different"``.
 
