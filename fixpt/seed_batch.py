@@ -72,8 +72,7 @@ def batch_generator_seed(seeds: list[int]) -> int:
 class _SeedState:
     """One seed's bookkeeping: best epoch so far, epochs without improvement, outcome."""
 
-    def __init__(self, seed: int):
-        self.seed = seed
+    def __init__(self):
         self.best: dict = {"key": (-math.inf, -math.inf)}
         self.since_best = 0
         self.epochs_run = 0
@@ -119,7 +118,7 @@ def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, see
     batched_forward = vmap(forward)
     metric = task_obj.metric_of(data)
     sign = 1.0 if getattr(task_obj, "higher_is_better", True) else -1.0
-    states = [_SeedState(s) for s in seeds]
+    states = [_SeedState() for _ in seeds]  # in the order of seeds
     active = list(range(len(seeds)))  # indices into seeds of the rows of the stack
     opt = torch.optim.Adam(params.values(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     start = time.perf_counter()
