@@ -1,6 +1,7 @@
 """Benchmark: what many seeds of one graph configuration cost, side by side in one process.
 
     FIXPT_DATA=../shared/data python benchmarks/seed_batch.py [--device cpu|cuda] [--seeds 10] [--epochs 5]
+        [--data cora-0.0,cora-0.5,citeseer-0.5]
 
 1. Dropout on noisy Cora's dense input features (2708 x 1433): fixpt's random-bit masks
    (:func:`fixpt.models.dropout.dropout`) against ``torch.nn.functional.dropout``.
@@ -67,6 +68,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--data", default="cora-0.0,cora-0.5,citeseer-0.5",
+                    help="data sets of the seed-batch table, as name-noise, comma-separated")
     args = ap.parse_args()
     if not os.environ.get("FIXPT_DATA"):
         raise SystemExit("this benchmark needs Cora and CiteSeer: set FIXPT_DATA to the folder holding planetoid/")
@@ -108,8 +111,8 @@ def main() -> None:
     seeds = list(range(args.seeds))
     cfg = {"epochs": args.epochs, "patience": args.epochs}
     print(f"\n| {args.seeds} seeds x {args.epochs} epochs | data | one at a time | seed batch | speed-up |\n|---|---|---:|---:|---:|")
-    for dataset, noise in (("cora", 0.0), ("cora", 0.5), ("citeseer", 0.5)):
-        graph = {"dataset": dataset, "noise": noise}
+    for dataset, noise in (item.rsplit("-", 1) for item in args.data.split(",")):
+        graph = {"dataset": dataset, "noise": float(noise)}
         for name, backbone in MODELS:
             mc = {"backbone": backbone}
             train(name, mc, graph, {"epochs": 1}, device=args.device)  # warm-up: data, caches, kernels

@@ -121,6 +121,8 @@ def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, see
     states = [_SeedState() for _ in seeds]  # in the order of seeds
     active = list(range(len(seeds)))  # indices into seeds of the rows of the stack
     opt = torch.optim.Adam(params.values(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    nodes = {split: getattr(data, f"{split}_mask").nonzero().squeeze(1) for split in ("train", "val", "test")}
+    best_weights = {n: torch.empty_like(p) for n, p in params.items()}  # row i: seed i's best epoch
     start = time.perf_counter()
 
     for epoch in range(1, tcfg.epochs + 1):
@@ -128,39 +130,41 @@ def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, see
         opt.zero_grad(set_to_none=True)
         with without_sync():
             losses = batched_loss(params, buffers)
-        finite = torch.isfinite(losses.detach())
-        for row in (~finite).nonzero().flatten().tolist():
-            states[active[row]].error = DivergenceError(
-                f"training loss became {float(losses[row].detach())} at epoch {epoch}; lower --lr, raise --alpha or use --contractive")
-        losses[finite].sum().backward()
+        torch.where(torch.isfinite(losses), losses, 0.0).sum().backward()  # a failed seed leaves below
         opt.step()
 
         base.eval()
         with torch.no_grad(), without_sync():
             out = batched_forward(params, buffers)
-        leaving = []
+            evals = _evaluate_stack(task_obj, out, data, metric, losses.detach(), nodes)  # the epoch's one transfer
+        leaving, improved = [], []
         for row, i in enumerate(active):
             st = states[i]
             st.epochs_run = epoch
-            if st.error is not None:
+            if not math.isfinite(evals[row]["train_loss"]):
+                st.error = DivergenceError(f"training loss became {evals[row]['train_loss']} at epoch {epoch}; "
+                                           "lower --lr, raise --alpha or use --contractive")
                 leaving.append(row)
                 continue
-            if not torch.isfinite(out[row]).all():
+            if not evals[row]["finite"]:
                 st.error = DivergenceError(f"the evaluation pass produced non-finite values at epoch {epoch}; "
                                            "raise alpha, lower the learning rate or use --contractive")
                 leaving.append(row)
                 continue
-            ev = {"val_loss": float(task_obj.loss(out[row], data, "val")),
-                  **{f"{s}_{metric}": task_obj.score(out[row], data, s) for s in ("train", "val", "test")},
-                  "train_loss": float(losses[row].detach())}
+            ev = {k: v for k, v in evals[row].items() if k != "finite"}
             key = (sign * ev[f"val_{metric}"], -ev["val_loss"])
             if key > st.best["key"]:
-                st.best = {"key": key, "epoch": epoch, "state": {n: params[n][row].detach().clone() for n in names}, **ev}
+                st.best = {"key": key, "epoch": epoch, **ev}
+                improved.append(row)
                 st.since_best = 0
             else:
                 st.since_best += 1
             if st.since_best >= tcfg.patience:
                 leaving.append(row)
+        if improved:  # one copy per weight tensor for all the seeds that improved
+            rows, seeds_of_rows = torch.tensor(improved, device=dev), torch.tensor([active[r] for r in improved], device=dev)
+            for n in names:
+                best_weights[n][seeds_of_rows] = params[n].detach()[rows]
         if leaving:
             keep = [row for row in range(len(active)) if row not in set(leaving)]
             active = [active[row] for row in keep]
@@ -175,11 +179,35 @@ def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, see
         if st.error is not None:
             results.append(st.error)
             continue
-        state = {**st.best["state"], **dict(models[i].named_buffers())}  # buffers (none trained) beside the weights
+        # the best epoch's weights, and the buffers (none is trained) beside them
+        state = {**{n: best_weights[n][i] for n in names}, **dict(models[i].named_buffers())}
         results.append(finish_run(name, task_obj, models[i], data, mcfg, dcfg, tcfgs[i], {**st.best, "state": state},
                                   st.epochs_run, seconds, dev, out=outs[i] if outs else None, save_ckpt=save_ckpt,
                                   extra={"seed_batch": len(seeds)}))
     return results
+
+
+def _evaluate_stack(task_obj, out: torch.Tensor, data, metric: str, train_loss: torch.Tensor,
+                    nodes: dict[str, torch.Tensor]) -> list[dict]:
+    """Per seed (row of ``out``, seeds x nodes x classes): whether its output is finite, its training
+    loss (given), its validation loss and its score on each split, as
+    :meth:`~fixpt.tasks.NodeClassification.loss` and ``score`` give them, computed for all rows at
+    once and moved to the host in one transfer. ``nodes``: each split's node indices."""
+    columns = {"finite": torch.isfinite(out).flatten(1).all(1).to(out.dtype), "train_loss": train_loss.to(out.dtype)}
+    val = nodes["val"]
+    columns["val_loss"] = torch.nn.functional.cross_entropy(
+        out[:, val].transpose(1, 2), data.y[val].expand(out.shape[0], -1), reduction="none").mean(1)
+    if metric == "accuracy":
+        for split, idx in nodes.items():
+            columns[f"{split}_accuracy"] = (out[:, idx].argmax(-1) == data.y[idx]).to(out.dtype).mean(1)
+    host = torch.stack(list(columns.values())).cpu().tolist()
+    rows = [{k: host[j][row] for j, k in enumerate(columns)} for row in range(out.shape[0])]
+    if metric != "accuracy":  # e.g. macro F1, which counts per class: one row at a time
+        for row, ev in enumerate(rows):
+            ev.update({f"{s}_{metric}": task_obj.score(out[row], data, s) for s in ("train", "val", "test")} if ev["finite"] else {})
+    for ev in rows:
+        ev["finite"] = bool(ev["finite"])
+    return rows
 
 
 def _shrink(params: dict, opt: torch.optim.Adam, keep: list[int], tcfg) -> tuple[dict, torch.optim.Adam]:
