@@ -106,6 +106,8 @@ def report(
     layout: Annotated[Optional[str], typer.Option("--layout", help="table5, table1, recycle, fig2 or generic (default: the preset's)")] = None,
     compare: Annotated[Optional[str], typer.Option("--compare", help="'paper': the published numbers beside ours, with the difference")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="write PNG figures into this folder")] = None,
+    select: Annotated[bool, typer.Option("--select", help="per cell, keep only the setting (the varying keys the layout "
+                                         "does not show) with the best mean validation score, and list the choices")] = False,
 ) -> None:
     """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold."""
     from . import report as rp
@@ -119,6 +121,8 @@ def report(
         raise FixptError(f"unknown format {fmt!r}; valid: {', '.join(rp.FORMATS)}")
     if compare not in (None, "paper"):
         raise FixptError(f"--compare {compare!r}: the only reference is 'paper'")
+    if select and layout in ("recycle", "fig2"):
+        raise FixptError(f"--select chooses settings in the table5, table1 and generic layouts, not in {layout}")
     if layout == "recycle":
         from .recycle import report as recycle_report
 
@@ -138,7 +142,7 @@ def report(
         for p in ddpm_report.plot(runs, varying, plot) if plot is not None else []:
             err.print(f"wrote {p}")
         return
-    table = rp.build_table(index, runs, layout)
+    table = rp.build_table(index, runs, layout, select=select)
     if compare == "paper":
         rp.attach_paper(table, layout)
     sys.stdout.write(rp.render(table, fmt))

@@ -9,8 +9,11 @@ Layouts (the preset's ``report`` key):
 - ``generic``: one row per combination of the sweep's varying keys.
 
 Keys that vary but are not part of the layout are appended to the row label, so no two groups
-are ever averaged together. The standard deviation is the sample one (``ddof=1``), as the
-paper's "mean and standard deviation over runs".
+are ever averaged together. With ``select`` (``fixpt report --select``) they are instead a
+*setting* to choose: each cell keeps the setting with the best mean validation score (ties: the
+lower mean validation loss), so the test split never chooses anything, and the chosen settings are
+listed under the table. The standard deviation is the sample one (``ddof=1``), as the paper's
+"mean and standard deviation over runs".
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ class Table:
     columns: list[str]
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
     source: str = ""  # where the paper's numbers come from, with --compare paper
+    # with select: (row, column) -> (the chosen setting, its mean validation score, settings compared)
+    selected: dict[tuple[str, str], tuple[str, float, int]] = field(default_factory=dict)
+    trained: tuple[int, float] | None = None  # with select: runs and seconds of training, settings not chosen included
 
     def best(self, column: str) -> str | None:
         """The row with the best mean in ``column``: the highest score, or the lowest error (MSE)."""
@@ -112,14 +118,16 @@ def _label(run: dict, key: str) -> str | None:
     return f"{key}={run['params'][key]}" if key in run["params"] else None
 
 
-def build_table(index: dict, runs: list[dict], layout: str | None = None) -> Table:
-    """Group finished runs by everything but the seed and place the groups in ``layout``."""
+def build_table(index: dict, runs: list[dict], layout: str | None = None, select: bool = False) -> Table:
+    """Group finished runs by everything but the seed and place the groups in ``layout``; with
+    ``select``, keep in each cell only the setting chosen on validation (see the module docstring)."""
     layout = layout or index.get("report", "generic")
     metric = metric_name(runs)
     varying = [k for k in index.get("varying", []) if k != "seed"]
     percent = metric == "accuracy"
 
-    def row_col(run: dict) -> tuple[str, str]:
+    def place(run: dict) -> tuple[str, str, str]:
+        """(row, column, setting): the setting is the varying keys the layout does not show."""
         p, model = run["params"], run["model"]
         backbone = BACKBONE_LABELS.get(p.get("backbone", "gcn"), p.get("backbone", "gcn"))
         if layout == "table5":
@@ -130,33 +138,64 @@ def build_table(index: dict, runs: list[dict], layout: str | None = None) -> Tab
         elif layout == "table1":
             row, col, used = FRAMEWORK_LABELS.get(model, model), backbone, {"model", "backbone"}
         else:
-            row, col, used = "run", f"test {metric}", set()
-        extra = [label for k in varying if k not in used | {"model"} and (label := _label(run, k))]
+            row, col, used = model, f"test {metric}", {"model"}
+        extra = [label for k in varying if k not in used and (label := _label(run, k))]
+        setting = ", ".join(extra)
+        if select:
+            return row, col, setting
         if layout == "generic":
             row = " ".join(([model] if "model" in varying else []) + extra) or model
         elif extra:
-            row = f"{row} ({', '.join(extra)})"
-        return row, col
+            row = f"{row} ({setting})"
+        return row, col, ""
 
-    table = Table(title=index.get("name", ""), metric=metric, percent=percent, rows=[], columns=[])
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for run in runs:
-        row, col = row_col(run)
+        groups.setdefault(place(run), []).append(run)
+    table = Table(title=index.get("name", ""), metric=metric, percent=percent, rows=[], columns=[])
+    if select:
+        groups = _select_on_validation(groups, metric, table)
+    for (row, col, _), members in groups.items():
         if row not in table.rows:
             table.rows.append(row)
         if col not in table.columns:
             table.columns.append(col)
-        cell = table.cells.setdefault((row, col), Cell([]))
-        cell.values.append(float(run["metrics"][f"test_{metric}"]))
-        cell.seconds.append(float(run["metrics"].get("seconds", 0.0)))
+        table.cells[row, col] = Cell([float(r["metrics"][f"test_{metric}"]) for r in members],
+                                     seconds=[float(r["metrics"].get("seconds", 0.0)) for r in members])
+    if select:  # every run trained counts towards the time, the settings not chosen too
+        table.trained = (len(runs), sum(float(r["metrics"].get("seconds", 0.0)) for r in runs))
     if layout in ("table5", "table1"):  # the paper's order: frameworks, then backbones; datasets, then noise
         table.rows.sort(key=_paper_order)
         table.columns.sort(key=_paper_order)
     else:  # by model, then by the varying keys' values, numbers as numbers
         first = {}
-        for run in runs:
-            first.setdefault(row_col(run)[0], run)
+        for key, members in groups.items():
+            first.setdefault(key[0], members[0])
         table.rows.sort(key=lambda r: [first[r]["model"]] + [_sortable(first[r]["params"].get(k)) for k in varying])
     return table
+
+
+def _select_on_validation(groups: dict, metric: str, table: Table) -> dict:
+    """Per (row, column), the group of the setting with the best mean ``val_<metric>`` (ties: the lower
+    mean ``val_loss``); records the choice in ``table.selected``."""
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    by_cell: dict[tuple[str, str], list[tuple[str, list[dict]]]] = {}
+    for (row, col, setting), members in groups.items():
+        by_cell.setdefault((row, col), []).append((setting, members))
+
+    def mean_of(members: list[dict], key: str, missing: float) -> float:
+        values = [float(r["metrics"][key]) for r in members if key in r["metrics"]]
+        return sum(values) / len(values) if values else missing
+
+    chosen = {}
+    for (row, col), candidates in by_cell.items():
+        if any(f"val_{metric}" not in r["metrics"] for _, members in candidates for r in members):
+            raise FixptError(f"--select chooses on val_{metric}, which some runs of {row} / {col} did not record")
+        setting, members = max(candidates, key=lambda c: (sign * mean_of(c[1], f"val_{metric}", 0.0),
+                                                          -mean_of(c[1], "val_loss", 0.0)))
+        chosen[row, col, setting] = members
+        table.selected[row, col] = (setting, mean_of(members, f"val_{metric}", 0.0), len(candidates))
+    return chosen
 
 
 def _sortable(value) -> tuple:
@@ -219,6 +258,20 @@ def _n_note(table: Table) -> str:
     return f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
 
 
+def _selection_notes(table: Table) -> list[str]:
+    """With select: each cell's chosen setting, its mean validation score and how many settings it beat."""
+    if not table.selected:
+        return []
+    lines = ["", "Settings chosen on validation (the best mean validation score of the settings compared):"]
+    for r in table.rows:
+        for c in table.columns:
+            if (r, c) in table.selected:
+                setting, val, compared = table.selected[r, c]
+                lines.append(f"- {r}, {c}: {setting or 'the one setting'} (validation {_fmt_value(val, table.percent)}, "
+                             f"best of {compared})")
+    return lines
+
+
 def render(table: Table, fmt: str) -> str:
     if fmt not in FORMATS:
         raise FixptError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
@@ -230,8 +283,11 @@ def render(table: Table, fmt: str) -> str:
             lines.append(f"| {r} | " + " | ".join(_cell_text(table, r, c, bold=("**", "**")) for c in table.columns) + " |")
         if table.source:
             lines.append(f"\n(paper X, +-d): the published mean and our difference; source: {table.source}")
+        lines += _selection_notes(table)
         runs = sum(c.n for c in table.cells.values())
         seconds = sum(sum(c.seconds) for c in table.cells.values())
+        if table.trained is not None:
+            runs, seconds = table.trained
         lines.append(f"\n{runs} runs, {seconds / 60:.1f} min of training in all ({seconds / max(runs, 1):.1f} s a run on average)")
         return "\n".join(lines) + "\n"
     if fmt == "latex":
@@ -242,6 +298,7 @@ def render(table: Table, fmt: str) -> str:
             cells = [esc(_cell_text(table, r, c, bold=(r"\textbf{", "}"), pm=r"$\pm$")) for c in table.columns]
             lines.append(" & ".join([esc(r)] + cells) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
+        lines += [f"% {line}" for line in _selection_notes(table) if line]
         return "\n".join(lines) + "\n"
     records = []
     for r in table.rows:
@@ -252,13 +309,17 @@ def render(table: Table, fmt: str) -> str:
             rec = {"row": r, "column": c, "metric": table.metric, "mean": cell.mean, "std": cell.std, "n": cell.n,
                    "best": table.best(c) == r, "values": cell.values,
                    "seconds_mean": sum(cell.seconds) / cell.n}
+            if (r, c) in table.selected:
+                setting, val, compared = table.selected[r, c]
+                rec.update(setting=setting, val_mean=val, settings_compared=compared)
             if cell.paper is not None:
                 rec.update(paper_mean=cell.paper[0], paper_std=cell.paper[1], diff=cell.mean - cell.paper[0])
             records.append(rec)
     if fmt == "json":
         return json.dumps({"title": table.title, "metric": table.metric, "source": table.source, "cells": records}) + "\n"
     buf = io.StringIO()
-    keys = ["row", "column", "metric", "mean", "std", "n", "best", "seconds_mean", "paper_mean", "paper_std", "diff"]
+    keys = ["row", "column", "metric", "mean", "std", "n", "best", "seconds_mean", "paper_mean", "paper_std", "diff",
+            "setting", "val_mean", "settings_compared"]
     writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(records)

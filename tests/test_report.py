@@ -150,3 +150,57 @@ def test_a_single_run_shows_no_spread(tmp_path):
     res = run("report", make_sweep(tmp_path, runs, report="generic", varying=("max_iter",)))
     assert res.exit_code == 0, res.output
     assert "| max_iter=1 | 51.0 |" in res.stdout and "| max_iter=2 | **52.0** |" in res.stdout and "± 0.0" not in res.stdout
+
+
+def tuning_sweep(root):
+    """PIGN on noisy Cora with two settings: alpha=0.2 is better on validation, alpha=0.8 on test;
+    GCN has one setting. Validation must choose, never test."""
+    scores = {  # (model, alpha) -> [(val, test, val_loss) per seed]
+        ("pign", 0.2): [(0.50, 0.40, 1.0), (0.52, 0.42, 1.0), (0.54, 0.38, 1.0)],
+        ("pign", 0.8): [(0.45, 0.60, 0.9), (0.47, 0.62, 0.9), (0.46, 0.61, 0.9)],
+        ("gnn", None): [(0.30, 0.31, 1.5), (0.32, 0.33, 1.5), (0.31, 0.35, 1.5)],
+    }
+    runs = []
+    for (model, alpha), vals in scores.items():
+        for s, (val, test, loss) in enumerate(vals):
+            params = {"backbone": "gcn", "dataset": "cora", "noise": 0.5, "seed": s, **({"alpha": alpha} if alpha else {})}
+            runs.append((model, params, {"val_accuracy": val, "test_accuracy": test, "val_loss": loss, "seconds": 2.0}))
+    return make_sweep(root, runs, varying=("model", "alpha"))
+
+
+def test_select_chooses_each_cells_setting_on_validation(tmp_path):
+    root = tuning_sweep(tmp_path)
+    without = run("report", root, "--format", "json")
+    rows = {c["row"] for c in json.loads(without.stdout)["cells"]}
+    assert rows == {"GCN", "PIGN with GCN (alpha=0.2)", "PIGN with GCN (alpha=0.8)"}  # without --select: every setting
+    res = run("report", root, "--select", "--format", "json")
+    assert res.exit_code == 0, res.output
+    cells = {c["row"]: c for c in json.loads(res.stdout)["cells"]}
+    pign = cells["PIGN with GCN"]
+    assert pign["setting"] == "alpha=0.2" and pign["settings_compared"] == 2
+    assert pign["mean"] == pytest.approx(0.40) and pign["val_mean"] == pytest.approx(0.52)  # not alpha=0.8's 0.61 test
+    assert cells["GCN"]["setting"] == "" and cells["GCN"]["settings_compared"] == 1
+    md = run("report", root, "--select").stdout
+    assert "| PIGN with GCN | **40.0 ± 2.0** |" in md
+    assert "- PIGN with GCN, Cora-50%: alpha=0.2 (validation 52.0, best of 2)" in md
+    assert "9 runs, 0.3 min of training in all" in md  # the settings not chosen were trained too
+    rows = list(csv.DictReader(io.StringIO(run("report", root, "--select", "--format", "csv").stdout)))
+    assert {r["row"]: r["setting"] for r in rows} == {"GCN": "", "PIGN with GCN": "alpha=0.2"}
+    assert "% - PIGN with GCN, Cora-50%: alpha=0.2" in run("report", root, "--select", "--format", "latex").stdout
+
+
+def test_select_breaks_ties_on_the_validation_loss(tmp_path):
+    runs = [("pign", {"alpha": a, "seed": 0}, {"val_accuracy": 0.5, "test_accuracy": t, "val_loss": loss})
+            for a, t, loss in ((0.2, 0.1, 0.7), (0.5, 0.2, 0.6), (0.8, 0.3, 0.9))]
+    res = run("report", make_sweep(tmp_path, runs, report="generic", varying=("alpha",)), "--select", "--format", "json")
+    assert res.exit_code == 0, res.output
+    (cell,) = json.loads(res.stdout)["cells"]
+    assert cell["setting"] == "alpha=0.5" and cell["mean"] == pytest.approx(0.2)
+
+
+def test_select_needs_validation_scores(tmp_path, table5_dir):
+    res = run("report", make_sweep(tmp_path / "noval", [("gnn", {"alpha": a, "seed": 0}, {"test_accuracy": 0.5}) for a in (1, 2)],
+                                    report="generic", varying=("alpha",)), "--select")
+    assert res.exit_code == 2 and "val_accuracy" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output
+    res = run("report", table5_dir, "--select", "--layout", "recycle")
+    assert res.exit_code == 2 and "--select" in res.stderr, res.output
