@@ -28,8 +28,25 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv  # noqa: E402
 
 from fixpt.data.graph import GraphDataConfig, _load_cached, load_graph  # noqa: E402
-from fixpt.models.dropout import FeatureDropout  # noqa: E402
 from fixpt.train import build, evaluate  # noqa: E402
+
+
+class FeatureDropout(nn.Module):
+    """fixpt 0.1's input dropout: masks drawn on the non-zero entries only, into a dense output."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        flat = x.reshape(-1)
+        nonzero = flat.nonzero().squeeze(1)
+        kept = nonzero[torch.rand(nonzero.shape[0], device=x.device) >= self.p]
+        out = torch.zeros_like(flat)
+        out[kept] = flat[kept] / (1.0 - self.p)
+        return out.reshape(x.shape)
 
 
 def pyg_twin(model):

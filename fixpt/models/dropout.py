@@ -57,34 +57,6 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
-def feature_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
-    """Dropout drawing masks only where ``x`` is non-zero; plain dropout when ``x`` needs a gradient."""
-    if not training or p == 0.0:
-        return x
-    if x.requires_grad or p >= 1.0:
-        return F.dropout(x, p, training)
-    flat = x.reshape(-1)
-    nonzero = flat.nonzero().squeeze(1)  # (nnz,)
-    kept = nonzero[torch.rand(nonzero.shape[0], device=x.device) >= p]
-    out = torch.zeros_like(flat)
-    out[kept] = flat[kept] / (1.0 - p)
-    return out.reshape(x.shape)
-
-
-class FeatureDropout(nn.Module):
-    """:func:`feature_dropout` as a module (a drop-in for ``nn.Dropout`` on input features)."""
-
-    def __init__(self, p: float = 0.5):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        return feature_dropout(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
 def dropout_features(x: Tensor, p: float, training: bool = True) -> Tensor | SparseMatrix:
     """Dropout on input features: a :class:`SparseMatrix` with masks on the non-zeros when ``x`` is
     sparse enough for CSR products (:func:`fixpt.models.sparse.sparse_features`), else plain dropout."""
@@ -93,6 +65,8 @@ def dropout_features(x: Tensor, p: float, training: bool = True) -> Tensor | Spa
         return dropout(x, p, training)
     if not training or p == 0.0:
         return sparse
+    if p >= 1.0:
+        return sparse.with_values(torch.zeros_like(sparse.values))
     kept = torch.rand(sparse.values.shape[0], device=x.device) >= p  # one draw per non-zero, row-major order
     return sparse.with_values(sparse.values * kept / (1.0 - p))
 
