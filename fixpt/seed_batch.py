@@ -202,11 +202,10 @@ def _evaluate_stack(task_obj, out: torch.Tensor, data, metric: str, train_loss: 
             columns[f"{split}_accuracy"] = (out[:, idx].argmax(-1) == data.y[idx]).to(out.dtype).mean(1)
     host = torch.stack(list(columns.values())).cpu().tolist()
     rows = [{k: host[j][row] for j, k in enumerate(columns)} for row in range(out.shape[0])]
-    if metric != "accuracy":  # e.g. macro F1, which counts per class: one row at a time
-        for row, ev in enumerate(rows):
-            ev.update({f"{s}_{metric}": task_obj.score(out[row], data, s) for s in ("train", "val", "test")} if ev["finite"] else {})
-    for ev in rows:
+    for row, ev in enumerate(rows):
         ev["finite"] = bool(ev["finite"])
+        if metric != "accuracy" and ev["finite"]:  # e.g. macro F1, which counts per class: one row at a time
+            ev.update({f"{s}_{metric}": task_obj.score(out[row], data, s) for s in ("train", "val", "test")})
     return rows
 
 

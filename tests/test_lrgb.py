@@ -105,3 +105,19 @@ def test_param_budget_picks_the_widest_model_that_fits(model, backbone):
     size = lambda h: count_parameters(spec.cls(type(cfg)(**{**vars(cfg), "hidden": h}), 14, 21))  # noqa: E731
     assert fitted.hidden % step == 0
     assert size(fitted.hidden) <= 500_000 < size(fitted.hidden + step)
+
+
+def test_a_seed_batch_scores_macro_f1_as_separate_runs_do(lrgb_root):
+    """Seed batches score macro F1 (counted per class, one seed at a time) exactly as `train` does."""
+    from fixpt.seed_batch import train_seeds
+    from fixpt.train import train
+
+    root, _ = lrgb_root
+    data = {"dataset": "pascalvoc-sp", "data_root": str(root)}
+    model_cfg, tcfg = {"backbone": "gcn", "hidden": 16, "dropout": 0.0}, {"epochs": 8, "patience": 8}
+    batched = train_seeds("gnn", model_cfg, data, tcfg, [0, 1], device="cpu")
+    for s, b in zip((0, 1), batched):
+        single = train("gnn", model_cfg, data, {**tcfg, "seed": s}, device="cpu")
+        assert "test_accuracy" not in b
+        for key in ("best_epoch", "val_f1", "test_f1", "train_f1"):
+            assert b[key] == single[key], (s, key)
