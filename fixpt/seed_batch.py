@@ -166,7 +166,8 @@ def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, see
             for n in names:
                 best_weights[n][seeds_of_rows] = params[n].detach()[rows]
         if leaving:
-            keep = [row for row in range(len(active)) if row not in set(leaving)]
+            gone = set(leaving)
+            keep = [row for row in range(len(active)) if row not in gone]
             active = [active[row] for row in keep]
             if not active:
                 break
