@@ -99,7 +99,7 @@ def _options_of(cls: type) -> list[inspect.Parameter]:
         if "choices" in f.metadata:
             help_text += f" (one of: {', '.join(map(str, f.metadata['choices']))})"
         flag = "--" + f.name.replace("_", "-")
-        decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if typ is bool else [flag]
+        decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if typ in (bool, Optional[bool]) else [flag]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                         default=typer.Option(f.default, *decls, help=help_text),
                                         annotation=typ))

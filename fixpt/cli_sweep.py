@@ -108,6 +108,8 @@ def report(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="write PNG figures into this folder")] = None,
     select: Annotated[bool, typer.Option("--select", help="per cell, keep only the setting (the varying keys the layout "
                                          "does not show) with the best mean validation score, and list the choices")] = False,
+    protocol: Annotated[str, typer.Option("--protocol", help="best-val: test score at each run's best-validation epoch; "
+                                          "last-epoch: after the last epoch (the paper's protocol)")] = "best-val",
 ) -> None:
     """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold."""
     from . import report as rp
@@ -121,6 +123,10 @@ def report(
         raise FixptError(f"unknown format {fmt!r}; valid: {', '.join(rp.FORMATS)}")
     if compare not in (None, "paper"):
         raise FixptError(f"--compare {compare!r}: the only reference is 'paper'")
+    if protocol not in rp.PROTOCOLS:
+        raise FixptError(f"unknown protocol {protocol!r}; valid: {', '.join(rp.PROTOCOLS)}")
+    if protocol != "best-val" and layout in ("recycle", "fig2"):
+        raise FixptError(f"--protocol {protocol} applies to the table5, table1 and generic layouts, not to {layout}")
     if select and layout in ("recycle", "fig2"):
         raise FixptError(f"--select chooses settings in the table5, table1 and generic layouts, not in {layout}")
     if layout == "recycle":
@@ -142,7 +148,7 @@ def report(
         for p in ddpm_report.plot(runs, varying, plot) if plot is not None else []:
             err.print(f"wrote {p}")
         return
-    table = rp.build_table(index, runs, layout, select=select)
+    table = rp.build_table(index, runs, layout, select=select, protocol=protocol)
     if compare == "paper":
         rp.attach_paper(table, layout)
     sys.stdout.write(rp.render(table, fmt))

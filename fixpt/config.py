@@ -1,7 +1,8 @@
 """Typed configs: dataclasses built from plain dicts, with unknown keys and bad choices rejected.
 
 A field may declare its valid values with ``field(metadata={"choices": (...)})`` and a help text
-with ``metadata={"help": ...}``; the CLI turns every field into an option of the same name.
+with ``metadata={"help": ...}``; the CLI turns every field into an option of the same name. A field
+typed ``X | None`` with default None means "decided by another field" (e.g. PIGN's ``form``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def field_names(cls: type) -> list[str]:
 
 
 def _coerce(name: str, value: Any, typ: Any) -> Any:
-    typ = typ if isinstance(typ, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(str(typ), None)
+    if not isinstance(typ, type):  # a string annotation; "float | None" coerces as float (None stays None)
+        typ = {"int": int, "float": float, "bool": bool, "str": str}.get(str(typ).removesuffix(" | None"), None)
     if typ is None or value is None:
         return value
     try:
@@ -52,7 +54,7 @@ def from_dict(cls: type[C], values: dict[str, Any], *, what: str = "config") -> 
         if f.name in values:
             v = _coerce(f.name, values[f.name], f.type)
             choices = f.metadata.get("choices")
-            if choices is not None and v not in choices:
+            if choices is not None and v not in choices and not (v is None and f.default is None):
                 raise FixptError(f"{what} key {f.name!r} must be one of {', '.join(map(str, choices))}; got {v!r}")
             kwargs[f.name] = v
     obj = cls(**kwargs)

@@ -76,6 +76,7 @@ class _SeedState:
         self.best: dict = {"key": (-math.inf, -math.inf)}
         self.since_best = 0
         self.epochs_run = 0
+        self.last: dict = {}  # the evaluation after the last epoch run (the last-epoch protocol)
         self.error: Exception | None = None
 
 
@@ -152,6 +153,7 @@ def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, see
                 leaving.append(row)
                 continue
             ev = {k: v for k, v in evals[row].items() if k != "finite"}
+            st.last = ev
             key = (sign * ev[f"val_{metric}"], -ev["val_loss"])
             if key > st.best["key"]:
                 st.best = {"key": key, "epoch": epoch, **ev}
@@ -184,7 +186,7 @@ def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, see
         state = {**{n: best_weights[n][i] for n in names}, **dict(models[i].named_buffers())}
         results.append(finish_run(name, task_obj, models[i], data, mcfg, dcfg, tcfgs[i], {**st.best, "state": state},
                                   st.epochs_run, seconds, dev, out=outs[i] if outs else None, save_ckpt=save_ckpt,
-                                  extra={"seed_batch": len(seeds)}))
+                                  last=st.last, extra={"seed_batch": len(seeds)}))
     return results
 
 

@@ -176,13 +176,18 @@ def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: s
             break
 
     return finish_run(name, task, model, data, mcfg, dcfg, tcfg, best, epoch, time.perf_counter() - start, dev,
-                      out=out, save_ckpt=save_ckpt)
+                      out=out, save_ckpt=save_ckpt, last=ev)
 
 
 def finish_run(name: str, task, model, data, mcfg, dcfg, tcfg, best: dict, epochs_run: int, seconds: float, dev,
-               *, out: str | Path | None, save_ckpt: bool, extra: dict | None = None) -> dict:
+               *, out: str | Path | None, save_ckpt: bool, last: dict, extra: dict | None = None) -> dict:
     """Load the best epoch's weights, evaluate once more (the final solve's statistics), write
-    ``ckpt.pt`` (unless ``save_ckpt`` is False) and then ``metrics.json``, and return the metrics."""
+    ``ckpt.pt`` (unless ``save_ckpt`` is False) and then ``metrics.json``, and return the metrics.
+
+    Two protocols are recorded: ``test_<metric>`` at the epoch of best validation score (fixpt's
+    selection; the checkpoint holds that epoch's weights) and ``test_<metric>_last_epoch`` (with
+    ``val_<metric>_last_epoch``) from ``last``, the evaluation after the last epoch run: the paper's
+    protocol, which reports the model as training leaves it."""
     metric = task.metric_of(data)
     model.load_state_dict(best["state"])
     evaluate(model, task, data)  # leaves the final (eval-mode) solve in model.last_solution
@@ -193,6 +198,8 @@ def finish_run(name: str, task, model, data, mcfg, dcfg, tcfg, best: dict, epoch
         f"test_{metric}": best[f"test_{metric}"],
         f"train_{metric}": best[f"train_{metric}"],
         "val_loss": best["val_loss"],
+        f"test_{metric}_last_epoch": last[f"test_{metric}"],
+        f"val_{metric}_last_epoch": last[f"val_{metric}"],
         "best_epoch": best["epoch"],
         "epochs_run": epochs_run,
         "seconds": seconds,

@@ -16,10 +16,10 @@ def graph():
     return torch.cat([ei, torch.tensor([[3, 5], [3, 5]])], dim=1)  # with existing self-loops, as real data may have
 
 
-@pytest.mark.parametrize("heads, out", [(1, 5), (3, 4)])
-def test_matches_torch_geometric(graph, heads, out, device):
-    ref = GATConv(7, out, heads=heads).double().to(device)
-    ours = GATBlock(7, out, heads=heads).double().to(device)
+@pytest.mark.parametrize("heads, out, concat", [(1, 5, True), (3, 4, True), (8, 7, False)])
+def test_matches_torch_geometric(graph, heads, out, concat, device):
+    ref = GATConv(7, out, heads=heads, concat=concat).double().to(device)
+    ours = GATBlock(7, out, heads=heads, concat=concat).double().to(device)
     assert set(ours.state_dict()) == set(ref.state_dict())  # checkpoints are interchangeable
     ours.load_state_dict(ref.state_dict())
     ei = graph.to(device)

@@ -56,6 +56,34 @@ def test_drop_in_noise_is_exact_and_fixed(data_root):
     assert not torch.equal(drop_in_noise(clean.x, 0.5, 1), noisy.x)
 
 
+def _authors_noise(x: torch.Tensor, percent: float, seed: int) -> torch.Tensor:
+    """The authors' ``add_noise``, written out step by step: a vector of zeros then ones, permuted, reshaped, added."""
+    length = x.shape[0] * x.shape[1]
+    ones = math.floor(length * percent)
+    noise = torch.cat((torch.zeros(length - ones), torch.ones(ones)))
+    rng = torch.Generator()
+    rng.manual_seed(seed)
+    noise = noise[torch.randperm(noise.size(0), generator=rng)]
+    return x + torch.reshape(noise, x.shape)
+
+
+@pytest.mark.parametrize("shape, p, seed", [((7, 5), 0.5, 2147483647), ((13, 11), 0.3, 3), ((4, 4), 1.0, 0)])
+def test_drop_in_noise_is_the_authors_draw(shape, p, seed):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(drop_in_noise(x, p, seed), _authors_noise(x, p, seed))
+
+
+def test_noisy_cora_is_the_authors_graph_entry_for_entry(data_root):
+    clean = load_graph(GraphDataConfig(dataset="cora", data_root=str(data_root)))
+    noisy = load_graph(GraphDataConfig(dataset="cora", data_root=str(data_root), noise=0.5))
+    assert torch.equal(noisy.x, _authors_noise(clean.x, 0.5, 2147483647))
+    # the draw of fixpt <= 0.1 (the first c entries of the permutation) had the same distribution but not these entries
+    n, f = clean.x.shape
+    first = torch.zeros(n * f)
+    first[torch.randperm(n * f, generator=torch.Generator().manual_seed(2147483647))[:n * f // 2]] = 1.0
+    assert not torch.equal(noisy.x, clean.x + first.reshape(n, f))
+
+
 def test_missing_raw_files_say_where_they_belong(tmp_path):
     with pytest.raises(FixptError, match=r"CiteSeer raw files not found in .*planetoid/CiteSeer/raw"):
         load_graph(GraphDataConfig(dataset="citeseer", data_root=str(tmp_path)))

@@ -45,8 +45,8 @@ SCORES = {  # (model, backbone, dataset, noise) -> test accuracies over seeds
 
 @pytest.fixture
 def table5_dir(tmp_path):
-    runs = [(m, {"backbone": b, "dataset": d, "noise": n, "seed": s}, {"test_accuracy": v})
-            for (m, b, d, n), vals in SCORES.items() for s, v in enumerate(vals)]
+    runs = [(m, {"backbone": b, "dataset": d, "noise": n, "seed": s, **({"form": "paper"} if m == "pign" else {})},
+             {"test_accuracy": v}) for (m, b, d, n), vals in SCORES.items() for s, v in enumerate(vals)]
     runs.append(("gnn", {"backbone": "gat", "dataset": "cora", "noise": 0.0, "seed": 0}, None))  # planned, unfinished
     return make_sweep(tmp_path, runs)
 
@@ -91,12 +91,12 @@ def test_latex_escapes_and_bolds(table5_dir):
 
 
 def test_table1_layout_is_fractions_by_backbone(tmp_path):
-    runs = [(m, {"backbone": b, "seed": s}, {"test_f1": v}) for m, b, vals in
+    runs = [(m, {"backbone": b, "seed": s, "form": "paper"}, {"test_f1": v}) for m, b, vals in
             [("gnn", "sage", [0.30, 0.31]), ("pign", "sage", [0.35, 0.36]), ("pign", "gcn", [0.18, 0.19])]
             for s, v in enumerate(vals)]
     d = make_sweep(tmp_path, runs, report="table1", varying=("model", "backbone"))
     md = run("report", d, "--compare", "paper").stdout
-    assert "| f1, mean ± std over 2 seeds | GCN | GraphSAGE |" in md
+    assert "| f1, mean ± std over 2 seeds, best-val epoch | GCN | GraphSAGE |" in md
     assert "| PIGN | **0.1850 ± 0.0071** (paper 0.1831, +0.0019) | **0.3550 ± 0.0071** (paper 0.3560, -0.0010) |" in md
 
 
@@ -172,21 +172,21 @@ def test_select_chooses_each_cells_setting_on_validation(tmp_path):
     root = tuning_sweep(tmp_path)
     without = run("report", root, "--format", "json")
     rows = {c["row"] for c in json.loads(without.stdout)["cells"]}
-    assert rows == {"GCN", "PIGN with GCN (alpha=0.2)", "PIGN with GCN (alpha=0.8)"}  # without --select: every setting
+    assert rows == {"GCN", "PIGN (fixed-point) with GCN (alpha=0.2)", "PIGN (fixed-point) with GCN (alpha=0.8)"}  # without --select: every setting
     res = run("report", root, "--select", "--format", "json")
     assert res.exit_code == 0, res.output
     cells = {c["row"]: c for c in json.loads(res.stdout)["cells"]}
-    pign = cells["PIGN with GCN"]
+    pign = cells["PIGN (fixed-point) with GCN"]
     assert pign["setting"] == "alpha=0.2" and pign["settings_compared"] == 2
     assert pign["mean"] == pytest.approx(0.40) and pign["val_mean"] == pytest.approx(0.52)  # not alpha=0.8's 0.61 test
     assert cells["GCN"]["setting"] == "" and cells["GCN"]["settings_compared"] == 1
     md = run("report", root, "--select").stdout
-    assert "| PIGN with GCN | **40.0 ± 2.0** |" in md
-    assert "- PIGN with GCN, Cora-50%: alpha=0.2 (validation 52.0, best of 2)" in md
+    assert "| PIGN (fixed-point) with GCN | **40.0 ± 2.0** |" in md
+    assert "- PIGN (fixed-point) with GCN, Cora-50%: alpha=0.2 (validation 52.0, best of 2)" in md
     assert "9 runs, 0.3 min of training in all" in md  # the settings not chosen were trained too
     rows = list(csv.DictReader(io.StringIO(run("report", root, "--select", "--format", "csv").stdout)))
-    assert {r["row"]: r["setting"] for r in rows} == {"GCN": "", "PIGN with GCN": "alpha=0.2"}
-    assert "% - PIGN with GCN, Cora-50%: alpha=0.2" in run("report", root, "--select", "--format", "latex").stdout
+    assert {r["row"]: r["setting"] for r in rows} == {"GCN": "", "PIGN (fixed-point) with GCN": "alpha=0.2"}
+    assert "% - PIGN (fixed-point) with GCN, Cora-50%: alpha=0.2" in run("report", root, "--select", "--format", "latex").stdout
 
 
 def test_select_breaks_ties_on_the_validation_loss(tmp_path):
@@ -204,3 +204,67 @@ def test_select_needs_validation_scores(tmp_path, table5_dir):
     assert res.exit_code == 2 and "val_accuracy" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output
     res = run("report", table5_dir, "--select", "--layout", "recycle")
     assert res.exit_code == 2 and "--select" in res.stderr, res.output
+
+
+def _protocol_sweep(root):
+    """PIGN in both forms on Cora-50%, with per-cell settings for the paper form, and both protocols recorded."""
+    runs = []
+    for s, (best, last) in enumerate([(0.50, 0.40), (0.54, 0.44)]):
+        runs.append(("pign", {"form": "paper", "backbone": "gcn", "dataset": "cora", "noise": 0.5, "alpha": 0.6, "max_iter": 7,
+                              "seed": s},
+                     {"test_accuracy": best, "test_accuracy_last_epoch": last, "val_accuracy": 0.5, "val_accuracy_last_epoch": 0.4}))
+        runs.append(("pign", {"form": "paper", "backbone": "gcn", "dataset": "cora", "noise": 0.0, "alpha": 0.9, "max_iter": 2,
+                              "seed": s},
+                     {"test_accuracy": 0.8, "test_accuracy_last_epoch": 0.7, "val_accuracy": 0.8, "val_accuracy_last_epoch": 0.7}))
+        runs.append(("pign", {"backbone": "gcn", "dataset": "cora", "noise": 0.5, "seed": s},
+                     {"test_accuracy": 0.30, "test_accuracy_last_epoch": 0.25, "val_accuracy": 0.3, "val_accuracy_last_epoch": 0.2}))
+    return make_sweep(root, runs, varying=("backbone", "dataset", "noise", "alpha", "max_iter", "seed"))
+
+
+def test_forms_have_their_own_rows_and_only_the_paper_form_meets_the_paper(tmp_path):
+    d = _protocol_sweep(tmp_path)
+    res = run("report", d, "--compare", "paper", "--format", "json")
+    assert res.exit_code == 0, res.output
+    cells = {(c["row"], c["column"]): c for c in json.loads(res.stdout)["cells"]}
+    assert set(cells) == {("PIGN with GCN", "Cora-50%"), ("PIGN with GCN", "Cora"), ("PIGN (fixed-point) with GCN", "Cora-50%")}
+    assert cells["PIGN with GCN", "Cora-50%"]["paper_mean"] == pytest.approx(0.434)
+    assert "paper_mean" not in cells["PIGN (fixed-point) with GCN", "Cora-50%"]  # the paper ran Algorithm 1, not this form
+    # one setting per cell: the row stays one row, each cell's setting is listed under the table
+    assert cells["PIGN with GCN", "Cora-50%"]["setting"] == "alpha=0.6, max_iter=7"
+    md = run("report", d).stdout
+    assert "Settings per cell:" in md and "- PIGN with GCN, Cora: alpha=0.9, max_iter=2" in md
+    assert "seeds, best-val epoch |" in md
+
+
+def test_protocols_report_best_validation_or_last_epoch(tmp_path):
+    d = _protocol_sweep(tmp_path)
+    for protocol, expected in [("best-val", 0.52), ("last-epoch", 0.42)]:
+        res = run("report", d, "--format", "json", "--protocol", protocol)
+        assert res.exit_code == 0, res.output
+        doc = json.loads(res.stdout)
+        cells = {(c["row"], c["column"]): c for c in doc["cells"]}
+        assert doc["protocol"] == protocol and cells["PIGN with GCN", "Cora-50%"]["mean"] == pytest.approx(expected)
+    assert "seeds, last epoch |" in run("report", d, "--protocol", "last-epoch").stdout
+
+
+def test_select_under_the_last_epoch_protocol_chooses_on_last_epoch_validation(tmp_path):
+    runs = []
+    for s in range(2):  # setting a wins on best-epoch validation, setting b on last-epoch validation
+        runs.append(("gnn", {"backbone": "gcn", "dataset": "cora", "dropout": 0.5, "seed": s},
+                     {"test_accuracy": 0.8, "val_accuracy": 0.9, "val_loss": 1.0, "test_accuracy_last_epoch": 0.6,
+                      "val_accuracy_last_epoch": 0.5}))
+        runs.append(("gnn", {"backbone": "gcn", "dataset": "cora", "dropout": 0.8, "seed": s},
+                     {"test_accuracy": 0.7, "val_accuracy": 0.8, "val_loss": 1.0, "test_accuracy_last_epoch": 0.75,
+                      "val_accuracy_last_epoch": 0.7}))
+    d = make_sweep(tmp_path, runs, varying=("dropout", "seed"))
+    best = json.loads(run("report", d, "--select", "--format", "json").stdout)["cells"][0]
+    last = json.loads(run("report", d, "--select", "--protocol", "last-epoch", "--format", "json").stdout)["cells"][0]
+    assert (best["setting"], best["mean"]) == ("dropout=0.5", pytest.approx(0.8))
+    assert (last["setting"], last["mean"]) == ("dropout=0.8", pytest.approx(0.75))
+
+
+def test_last_epoch_protocol_on_old_runs_says_what_to_do(table5_dir):
+    for args, needle in [(("--protocol", "last-epoch"), "did not record test_accuracy_last_epoch"),
+                         (("--protocol", "final"), "unknown protocol")]:
+        res = run("report", table5_dir, *args)
+        assert res.exit_code == 2 and needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output

@@ -43,22 +43,23 @@ class GraphDataConfig:
 
 
 def drop_in_noise(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
-    r"""The paper's drop-in noise, as its authors' code applies it.
+    r"""The paper's drop-in noise, drawn exactly as its authors' code draws it.
 
-    Add 1 to :math:`\lfloor p N F \rfloor` entries of the (already row-normalised, see
-    :func:`fixpt.data.planetoid.load_planetoid`) features, drawn uniformly at random without
-    replacement with a generator seeded by ``seed``. The draw depends only on (N, F, p, seed),
-    never on the run's seed, so every run sees the same noisy graph.
+    Add 1 to :math:`c = \lfloor p N F \rfloor` entries of the (already row-normalised, see
+    :func:`fixpt.data.planetoid.load_planetoid`) features. The authors build the vector
+    :math:`v = (0_{NF - c}, 1_c)`, permute it with ``perm = randperm(NF)`` from a generator seeded by
+    ``seed`` and add :math:`v_{\mathrm{perm}}` reshaped to :math:`(N, F)`; so flat entry :math:`i` gets
+    +1 exactly when :math:`\mathrm{perm}_i \ge NF - c`, which is what is computed here (the same
+    graph, entry for entry). The draw depends only on (N, F, p, seed), never on the run's seed, so
+    every run sees the same noisy graph.
     """
     if p <= 0:
         return x
     n, f = x.shape
     count = min(math.floor(p * n * f), n * f)
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(n * f, generator=g)[:count]
-    x = x.clone().reshape(-1)
-    x[idx] += 1.0
-    return x.reshape(n, f)
+    perm = torch.randperm(n * f, generator=g)
+    return x + (perm >= n * f - count).to(x.dtype).reshape(n, f)
 
 
 @functools.lru_cache(maxsize=8)

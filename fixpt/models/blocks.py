@@ -94,13 +94,16 @@ def _drop(x: Tensor, p: float, training: bool, sparse_input: bool) -> Tensor:
 
 
 def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = False, gamma: float = 0.9,
-               attn_dropout: float = 0.0) -> nn.Module:
-    """A square ``dim -> dim`` conv; ``contractive`` normalises its weights so that Lip(conv) <= gamma."""
+               attn_dropout: float = 0.0, concat_heads: bool = True) -> nn.Module:
+    """A square ``dim -> dim`` conv; ``contractive`` normalises its weights so that Lip(conv) <= gamma.
+    GAT: ``heads`` heads of width ``dim / heads`` concatenated, or (``concat_heads=False``) of width ``dim`` averaged."""
     if backbone not in BACKBONES:
         raise FixptError(f"unknown backbone {backbone!r}; valid: {', '.join(BACKBONES)}")
     if backbone == "gat":
         if contractive:
             raise FixptError("--contractive needs backbone gcn or sage: GAT's attention has no global Lipschitz bound")
+        if not concat_heads:
+            return GATBlock(dim, dim, heads=heads, dropout=attn_dropout, concat=False)
         if dim % heads:
             raise FixptError(f"hidden={dim} must be divisible by heads={heads} for the GAT block")
         return GATBlock(dim, dim // heads, heads=heads, dropout=attn_dropout)

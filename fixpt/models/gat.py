@@ -6,7 +6,8 @@ r"""Graph attention (Velickovic et al., 2018) with the aggregation as one CSR pr
     \alpha_{ij}^k = \operatorname{softmax}_{j \in N(i) \cup \{i\}} e_{ij}^k,
 
     x_i'^{\,k} = \sum_{j} \mathrm{dropout}(\alpha_{ij}^k)\, h_j^k, \qquad
-    x_i' = \big\Vert_{k=1}^{H} x_i'^{\,k} + b \quad (\text{heads concatenated})
+    x_i' = \big\Vert_{k=1}^{H} x_i'^{\,k} + b \quad (\text{heads concatenated}) \qquad\text{or}\qquad
+    x_i' = \tfrac{1}{H} \textstyle\sum_{k=1}^{H} x_i'^{\,k} + b \quad (\text{averaged, } \texttt{concat=False})
 
 The same maths, initialisation and parameter names as torch-geometric's ``GATConv`` (self-loops
 replaced by one per node; checked to agree in ``tests/test_gat.py``). The weighted sum over
@@ -155,16 +156,18 @@ class _EdgeDot(torch.autograd.Function):
 
 
 class GATBlock(nn.Module):
-    """Multi-head graph attention, heads concatenated: ``in_channels -> heads * out_channels``."""
+    """Multi-head graph attention: ``in_channels -> heads * out_channels`` with the heads concatenated,
+    or ``in_channels -> out_channels`` with ``concat=False`` (the heads averaged, as ``GATConv(concat=False)``)."""
 
     def __init__(self, in_channels: int, out_channels: int, heads: int = 1, dropout: float = 0.0,
-                 negative_slope: float = 0.2):
+                 negative_slope: float = 0.2, concat: bool = True):
         super().__init__()
         self.heads, self.out_channels, self.dropout, self.negative_slope = heads, out_channels, dropout, negative_slope
+        self.concat = concat
         self.lin = nn.Linear(in_channels, heads * out_channels, bias=False)
         self.att_src = nn.Parameter(torch.empty(1, heads, out_channels))
         self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels))
-        self.bias = nn.Parameter(torch.empty(heads * out_channels))
+        self.bias = nn.Parameter(torch.empty(heads * out_channels if concat else out_channels))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -185,8 +188,11 @@ class GATBlock(nn.Module):
         w = torch.exp(e - peak.index_select(0, g.dst))
         alpha = w / torch.zeros_like(peak).index_add(0, g.dst, w).index_select(0, g.dst)
         alpha = dropout(alpha, self.dropout, self.training)
-        out = _Aggregate.apply(g, alpha, h, False)
+        out = _Aggregate.apply(g, alpha, h, False)  # (N, H, C)
+        if not self.concat:
+            return out.mean(1) + self.bias
         return out.reshape(n, self.heads * self.out_channels) + self.bias
 
     def extra_repr(self) -> str:
-        return f"{self.lin.in_features}, {self.out_channels}, heads={self.heads}, dropout={self.dropout}"
+        return (f"{self.lin.in_features}, {self.out_channels}, heads={self.heads}, dropout={self.dropout}"
+                + ("" if self.concat else ", concat=False"))

@@ -1,19 +1,35 @@
-r"""PIGN: the Picard Iteration Graph Neural Network (paper, section 5.1, Algorithm 1).
+r"""PIGN: the Picard Iteration Graph Neural Network (paper, section 5.1, Algorithm 1), in two forms.
+
+``form="paper"``: Algorithm 1 as the paper and its authors' code run it,
 
 .. math::
-    f = \mathrm{MLP}_{enc}(X), \qquad
-    z_{k+1} = \alpha z_k + (1 - \alpha)\big(\underbrace{\mathrm{ReLU}(\mathrm{GNN}(z_k))}_{T(z_k)} + f\big),
-    \qquad z_0 = f, \qquad \hat y = \mathrm{Linear}(z^*)
+    x_0 = \mathrm{drop}(\mathrm{ReLU}(W_{enc} X + b)), \qquad
+    x_{k+1} = a\, x_k + (1 - a)\, \mathrm{drop}_k\big(\mathrm{ReLU}(\mathrm{GNN}(x_k))\big), \qquad
+    \hat y = W_{dec}\, x_n + b
 
-One GNN block (GCN, GAT or GraphSAGE from torch-geometric) is iterated with shared weights until
-:math:`\|z_{k+1} - z_k\| \le` ``tol`` or ``max_iter``; the encoded features are the free term.
-With ``contractive`` the block's weights are spectrally normalised so that
+for a fixed number :math:`n` = ``max_iter`` of iterations (``tol`` 0: no stop), with a fresh
+dropout mask :math:`\mathrm{drop}_k` at every iteration, xavier-normal encoder and decoder, and a
+GAT block of ``heads`` full-width heads *averaged*. There is no free term. In evaluation the map
+:math:`x \mapsto a x + (1-a)\,\mathrm{ReLU}(\mathrm{GNN}(x))` is deterministic; ``fixpt iterate``
+past :math:`n` continues that truncated iteration, whose limit (if any) the training never saw.
+
+``form="fixed-point"`` (fixpt's own): the encoded features are the free term of a fixed-point problem,
+
+.. math::
+    f = \mathrm{ReLU}(W_{enc}\,\mathrm{drop}(X) + b), \qquad
+    z_{k+1} = a z_k + (1 - a)\big(\underbrace{\mathrm{ReLU}(\mathrm{GNN}(z_k))}_{T(z_k)} + f\big),
+    \qquad z_0 = f, \qquad \hat y = W_{dec}\,\mathrm{drop}(z^*) + b
+
+iterated until :math:`\|z_{k+1} - z_k\| / \|z_{k+1}\| \le` ``tol`` or ``max_iter``, dropout on the raw
+input and the decoder input only (so :math:`P` is deterministic, apart from GAT's attention dropout
+``attn_dropout`` in training), GAT heads of width ``hidden / heads`` concatenated. With
+``contractive`` the block's weights are spectrally normalised so that
 :math:`\mathrm{Lip}(T) \le \gamma < 1` (see :mod:`fixpt.models.blocks`), which Banach's theorem
 turns into a unique fixed point and a certificate from ``fixpt check-contraction``.
-Dropout acts on the encoder input and the decoder input, so :math:`P` is deterministic; the one
-exception is ``attn_dropout`` (GAT's attention dropout), which makes :math:`P` random *in training*
-and so belongs with ``grad="unroll"`` (each iteration then sees its own mask, as stacked GAT layers
-would). Evaluation is always deterministic.
+
+The form sets five pieces, each of which can be set on its own to measure what it is worth:
+``free_term``, ``dropout_at`` (any of ``input``, ``encoded``, ``loop``, ``decoder``), ``gat_heads``
+(``concat`` or ``mean``), ``init`` (``default`` or ``xavier``) and ``tol``; see :data:`FORMS`.
 """
 
 from __future__ import annotations
@@ -28,58 +44,98 @@ from ..registry import register
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
 from .blocks import BACKBONES, block_lipschitz_bound, make_block
-from .dropout import Dropout, InputLinear
+from .dropout import Dropout, InputLinear, dropout
+
+DROPOUT_SITES = ("input", "encoded", "loop", "decoder")
+# what each form sets; a piece given explicitly (not None) overrides its form's value
+FORMS = {
+    "fixed-point": dict(free_term=True, dropout_at="input,decoder", gat_heads="concat", init="default", tol=1e-4),
+    "paper": dict(free_term=False, dropout_at="encoded,loop", gat_heads="mean", init="xavier", tol=0.0),
+}
 
 
 @dataclass
 class PIGNConfig:
     backbone: str = field(default="gcn", metadata={"choices": BACKBONES, "help": "GNN block iterated"})
+    form: str = field(default="fixed-point", metadata={"choices": tuple(FORMS), "help": "fixed-point (z = T(z) + f, solved to tol) or paper (Algorithm 1: n damped steps, no free term, dropout in the loop)"})
     hidden: int = field(default=64, metadata={"help": "width of z"})
     heads: int = field(default=8, metadata={"help": "attention heads (gat)"})
     alpha: float = field(default=0.5, metadata={"help": "damping: weight kept on z_k"})
-    max_iter: int = field(default=10, metadata={"help": "at most this many Picard iterations"})
-    tol: float = field(default=1e-4, metadata={"help": "stop when ||z_{k+1}-z_k|| / ||z_{k+1}|| <= tol"})
+    max_iter: int = field(default=10, metadata={"help": "at most this many Picard iterations (paper form: exactly this many)"})
+    tol: float | None = field(default=None, metadata={"help": "stop when ||z_{k+1}-z_k|| / ||z_{k+1}|| <= tol [default: the form's, fixed-point 1e-4, paper 0]"})
     solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
-    dropout: float = field(default=0.5, metadata={"help": "dropout on encoder and decoder inputs"})
+    dropout: float = field(default=0.5, metadata={"help": "dropout probability at the places dropout_at names"})
     attn_dropout: float = field(default=0.6, metadata={"help": "gat only: dropout on attention coefficients inside the block (training only)"})
     contractive: bool = field(default=False, metadata={"help": "spectral-normalise the block to Lip <= gamma"})
     gamma: float = field(default=0.9, metadata={"help": "contraction factor with --contractive"})
+    free_term: bool | None = field(default=None, metadata={"help": "add the encoded features f at every step [default: the form's, fixed-point yes, paper no]"})
+    dropout_at: str | None = field(default=None, metadata={"help": "where dropout acts, comma-separated from input,encoded,loop,decoder (loop: a fresh mask each iteration) [default: the form's, fixed-point input,decoder, paper encoded,loop]"})
+    gat_heads: str | None = field(default=None, metadata={"choices": ("concat", "mean"), "help": "gat: concat (heads of hidden/heads) or mean (full-width heads averaged) [default: the form's, fixed-point concat, paper mean]"})
+    init: str | None = field(default=None, metadata={"choices": ("default", "xavier"), "help": "encoder and decoder init: default (nn.Linear's) or xavier (xavier-normal, zero bias) [default: the form's, fixed-point default, paper xavier]"})
+
+    def piece(self, name: str):
+        """The value of a form-dependent piece: the explicit one, else the form's."""
+        value = getattr(self, name)
+        return FORMS[self.form][name] if value is None else value
+
+    def dropout_sites(self) -> frozenset[str]:
+        sites = frozenset(s.strip() for s in self.piece("dropout_at").split(",") if s.strip())
+        unknown = sorted(sites - set(DROPOUT_SITES))
+        if unknown:
+            raise FixptError(f"dropout_at: unknown place {', '.join(map(repr, unknown))}; use a comma-separated subset of "
+                             f"{', '.join(DROPOUT_SITES)} (or an empty string for none)")
+        return sites
 
     def validate(self) -> None:
         if self.contractive and not 0 < self.gamma < 1:
             raise FixptError(f"gamma={self.gamma} must lie in (0, 1) for a contraction")
-        if self.backbone == "gat" and self.attn_dropout > 0 and self.grad != "unroll":
-            raise FixptError(f"grad={self.grad!r} needs a deterministic operator: add --attn-dropout 0 (attention dropout "
-                             "draws a new operator every step, which has no fixed point)")
+        random_step = (self.backbone == "gat" and self.attn_dropout > 0) or ("loop" in self.dropout_sites() and self.dropout > 0)
+        if random_step and self.grad != "unroll":
+            raise FixptError(f"grad={self.grad!r} needs a deterministic operator, but dropout inside the loop (attn_dropout with gat, "
+                             "or 'loop' in dropout_at) draws a new operator every step, which has no fixed point: use --grad unroll")
         if self.max_iter < 1 or self.hidden < 1:
             raise FixptError("max_iter and hidden must be >= 1")
+        if self.piece("tol") < 0:
+            raise FixptError(f"tol={self.tol} must be >= 0 (0: always run max_iter iterations)")
+        if self.backbone == "gat" and self.piece("gat_heads") == "concat" and self.hidden % self.heads:
+            raise FixptError(f"hidden={self.hidden} must be divisible by heads={self.heads} for concatenated GAT heads "
+                             "(or use --gat-heads mean)")
 
 
 @register("pign", config=PIGNConfig, task="node-classification")
 class PIGN(IterativeModel):
-    """Picard-iteration GNN: one GNN block iterated to its fixed point (paper, Alg. 1)."""
+    """Picard-iteration GNN: one GNN block iterated with shared weights (paper, Alg. 1; see ``form``)."""
 
     def __init__(self, cfg: PIGNConfig, in_dim: int, out_dim: int):
         super().__init__()
         self.cfg = cfg
-        self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=cfg.dropout), nn.ReLU())
+        sites = cfg.dropout_sites()
+        p = {site: (cfg.dropout if site in sites else 0.0) for site in DROPOUT_SITES}
+        self.free_term, self.loop_dropout = bool(cfg.piece("free_term")), p["loop"]
+        self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=p["input"]), nn.ReLU(), Dropout(p["encoded"]))
         self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, contractive=cfg.contractive, gamma=cfg.gamma,
-                                attn_dropout=cfg.attn_dropout)
-        self.decoder = nn.Sequential(Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
+                                attn_dropout=cfg.attn_dropout, concat_heads=cfg.piece("gat_heads") == "concat")
+        self.decoder = nn.Sequential(Dropout(p["decoder"]), nn.Linear(cfg.hidden, out_dim))
+        if cfg.piece("init") == "xavier":  # the authors' init of the two linear maps; the block keeps its glorot init
+            for linear in (self.encoder[0], self.decoder[1]):
+                nn.init.xavier_normal_(linear.weight)
+                nn.init.zeros_(linear.bias)
 
     def encode(self, data) -> Tensor:
-        return self.encoder(data.x)  # (N, hidden): the free term f and z_0
+        return self.encoder(data.x)  # (N, hidden): z_0, and the free term f when the form has one
 
     def step(self, z: Tensor, f: Tensor, data) -> Tensor:
-        return torch.relu(self.block(z, data.edge_index)) + f  # P(z) = T(z) + f
+        """:math:`P(z) = \\mathrm{drop}(\\mathrm{ReLU}(\\mathrm{GNN}(z))) [+ f]`; each call draws its own dropout mask."""
+        new = dropout(torch.relu(self.block(z, data.edge_index)), self.loop_dropout, self.training)
+        return new + f if self.free_term else new
 
     def decode(self, z: Tensor, data) -> Tensor:
         return self.decoder(z)  # (N, classes) logits
 
     def solver_options(self) -> dict:
         c = self.cfg
-        return dict(method=c.solver, alpha=c.alpha, tol=c.tol, max_iter=c.max_iter, grad=c.grad, batched=False)
+        return dict(method=c.solver, alpha=c.alpha, tol=c.piece("tol"), max_iter=c.max_iter, grad=c.grad, batched=False)
 
     def certified_lipschitz(self, data) -> tuple[float | None, str]:
         return block_lipschitz_bound(self.block, data.edge_index, data.num_nodes)
