@@ -10,6 +10,10 @@
 3. Seed batches: ``--seeds`` seeds of one configuration trained for ``--epochs`` epochs as one
    batch (:func:`fixpt.seed_batch.train_seeds`) against the same seeds one after the other
    (:func:`fixpt.train.train`), per model and data set; the ratio is sequential / batched time.
+4. PIGN's paper form (no input dropout, so the seeds share the input features) on the noisy graphs
+   with the authors' settings: the seed batch with the input layer as one wide product
+   ``X [W_1 .. W_S]^T`` against the same batch with ``S`` narrow products (vmap's default, a
+   batched matmul) and against one seed at a time.
 
 Variants alternate in rounds; medians are reported, and their ratios.
 """
@@ -70,12 +74,27 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--data", default="cora-0.0,cora-0.5,citeseer-0.5",
                     help="data sets of the seed-batch table, as name-noise, comma-separated")
+    ap.add_argument("--sections", default="1,2,3,4", help="which of the sections above to run, comma-separated")
     args = ap.parse_args()
     if not os.environ.get("FIXPT_DATA"):
         raise SystemExit("this benchmark needs Cora and CiteSeer: set FIXPT_DATA to the folder holding planetoid/")
     dev = torch.device(args.device)
     print(f"device {dev}, torch threads {torch.get_num_threads()}, {args.seeds} seeds x {args.epochs} epochs\n")
 
+    sections = set(args.sections.split(","))
+    seeds = list(range(args.seeds))
+    cfg = {"epochs": args.epochs, "patience": args.epochs}
+    if "1" in sections:
+        dropout_table(dev)
+    if "2" in sections:
+        epoch_table(dev, args.rounds)
+    if "3" in sections:
+        seed_batch_table(args, dev, seeds, cfg)
+    if "4" in sections:
+        paper_form_table(args, dev, seeds, cfg)
+
+
+def dropout_table(dev) -> None:
     noisy = {"dataset": "cora", "noise": 0.5}
     _, task, _, data, _, _ = build("gnn", {}, noisy, dev)
     med = alternate({"fixpt": lambda: fixpt_dropout.dropout(data.x, 0.5),
@@ -83,6 +102,9 @@ def main() -> None:
     print("| dropout of noisy Cora's features | fixpt (random bits) | torch F.dropout | speed-up |\n|---|---:|---:|---:|")
     print(f"| 2708 x 1433, p = 0.5 | {1e3 * med['fixpt']:.2f} ms | {1e3 * med['torch']:.2f} ms | {med['torch'] / med['fixpt']:.2f}x |\n")
 
+
+def epoch_table(dev, rounds: int) -> None:
+    noisy = {"dataset": "cora", "noise": 0.5}
     print("| epoch on noisy Cora | fixpt dropout | torch dropout | speed-up |\n|---|---:|---:|---:|")
     for name, backbone in MODELS:
         torch.manual_seed(0)
@@ -105,11 +127,11 @@ def main() -> None:
                 fixpt_dropout.dropout = saved
                 _patched_modules(saved)
 
-        med = alternate({"fixpt": epoch, "torch": with_torch_dropout}, args.rounds, dev)
+        med = alternate({"fixpt": epoch, "torch": with_torch_dropout}, rounds, dev)
         print(f"| {name}-{backbone} | {1e3 * med['fixpt']:.1f} ms | {1e3 * med['torch']:.1f} ms | {med['torch'] / med['fixpt']:.2f}x |")
 
-    seeds = list(range(args.seeds))
-    cfg = {"epochs": args.epochs, "patience": args.epochs}
+
+def seed_batch_table(args, dev, seeds: list[int], cfg: dict) -> None:
     print(f"\n| {args.seeds} seeds x {args.epochs} epochs | data | one at a time | seed batch | speed-up |\n|---|---|---:|---:|---:|")
     for dataset, noise in (item.rsplit("-", 1) for item in args.data.split(",")):
         graph = {"dataset": dataset, "noise": float(noise)}
@@ -122,6 +144,37 @@ def main() -> None:
                             warmup=False)
             print(f"| {name}-{backbone} | {dataset} {noise} | {med['sequential']:.1f} s | {med['batched']:.1f} s | "
                   f"{med['sequential'] / med['batched']:.2f}x |")
+
+
+def paper_form_table(args, dev, seeds: list[int], cfg: dict) -> None:
+    print(f"\n| paper form, {args.seeds} seeds x {args.epochs} epochs | one at a time | batch, narrow input products | "
+          "batch, one wide input product | wide vs narrow | wide vs one at a time |\n|---|---:|---:|---:|---:|---:|")
+    for dataset, backbone, mc in PAPER_FORM:
+        graph = {"dataset": dataset, "noise": 0.5}
+        mc = {"form": "paper", "backbone": backbone, **mc}
+        train("pign", mc, graph, {"epochs": 1}, device=args.device)  # warm-up: data, caches, kernels
+        train_seeds("pign", mc, graph, {"epochs": 1}, seeds[:2], device=args.device)
+        med = alternate({"sequential": lambda: [train("pign", mc, graph, {**cfg, "seed": s}, device=args.device) for s in seeds],
+                         "narrow": lambda: _with_narrow_input(lambda: train_seeds("pign", mc, graph, cfg, seeds, device=args.device)),
+                         "wide": lambda: train_seeds("pign", mc, graph, cfg, seeds, device=args.device)}, 1, dev, warmup=False)
+        print(f"| pign-{backbone} {dataset}-50% | {med['sequential']:.1f} s | {med['narrow']:.1f} s | {med['wide']:.1f} s | "
+              f"{med['narrow'] / med['wide']:.2f}x | {med['sequential'] / med['wide']:.2f}x |")
+
+
+# the authors' settings of the noisy cells (presets/table5-paper.yaml)
+PAPER_FORM = [("cora", "gcn", {"max_iter": 7, "alpha": 0.6, "hidden": 32, "dropout": 0.5}),
+              ("citeseer", "gcn", {"max_iter": 8, "alpha": 0.6, "hidden": 32, "dropout": 0.5}),
+              ("cora", "gat", {"max_iter": 10, "alpha": 0.65, "hidden": 64, "dropout": 0.6})]
+
+
+def _with_narrow_input(fn):
+    """Run ``fn`` with the input layer's vmap rule replaced by vmap's default for ``F.linear`` (S batched products)."""
+    saved = fixpt_dropout._InputProduct.apply
+    fixpt_dropout._InputProduct.apply = lambda x, w: F.linear(x, w)
+    try:
+        return fn()
+    finally:
+        fixpt_dropout._InputProduct.apply = saved
 
 
 def _patched_modules(fn) -> None:

@@ -200,6 +200,18 @@ for _name in list_models():
 # ---------------------------------------------------------------- the fixed-point view of a checkpoint
 
 
+def trained_depth(solver_options: dict) -> int | None:
+    """The number of steps a model was trained with when it always runs exactly that many (``tol`` 0: a
+    truncated iteration, e.g. PIGN's paper form); None for a model solved to a tolerance."""
+    return int(solver_options["max_iter"]) if solver_options.get("tol") == 0 else None
+
+
+def truncation_note(depth: int) -> str:
+    return (f"note: this model is a truncated iteration, trained to run exactly {depth} steps (tol 0), not solved to a "
+            f"fixed point: its answer is the k = {depth} iterate. Steps past {depth} continue the same (evaluation-mode, "
+            "deterministic) map further than training ever ran it, so the score may drift from the trained answer.")
+
+
 def _load_iterative(ckpt: Path, device: str, checkpoint: dict):
     from .train import load_trained
 
@@ -246,6 +258,7 @@ def iterate(
         raise FixptError(f"--max-iter {max_iter}: iterate needs at least 1 iteration")
     spec, task, model, data, meta = _load_iterative(ckpt, device, checkpoint)
     opts = model.solver_options()
+    depth = trained_depth(opts)
     opts.update(max_iter=max_iter, grad="unroll")
     for key, value in (("method", solver), ("tol", tol), ("alpha", alpha)):
         if value is not None:
@@ -265,12 +278,12 @@ def iterate(
                      metric: scores[k] if k < len(scores) else None})
     result = {"model": spec.name, "solver": opts["method"], "alpha": opts["alpha"], "tol": opts["tol"], "split": split,
               "iterations": rows, "converged_at": sol.n_iter if sol.converged else None, "n_evals": sol.n_evals,
-              "diverged": sol.diverged}
+              "diverged": sol.diverged, "trained_depth": depth}
     if plot is not None:
         from .plots import plot_iterations
 
         plot_iterations(rows, metric, result["converged_at"], plot, label=f"{split} {metric}",
-                        title=f"{spec.name} ({opts['method']}, alpha={opts['alpha']})")
+                        title=f"{spec.name} ({opts['method']}, alpha={opts['alpha']})", trained_depth=depth)
     if as_json:
         print_json(result)
     else:
@@ -278,10 +291,13 @@ def iterate(
         for col in ("k", "residual (rel)", "residual (abs)", f"{split} {metric}"):
             table.add_column(col, justify="right")
         for r in rows:
-            table.add_row(str(r["k"]), "-" if r["residual"] is None else f"{r['residual']:.3e}",
+            table.add_row(str(r["k"]) + (" (trained)" if r["k"] == depth else ""),
+                          "-" if r["residual"] is None else f"{r['residual']:.3e}",
                           "-" if r["abs_residual"] is None else f"{r['abs_residual']:.3e}",
                           "-" if r[metric] is None else f"{r[metric]:.4f}")
         out.print(table)
+        if depth is not None:
+            out.print(truncation_note(depth), highlight=False)
         if sol.diverged:
             out.print(f"[red]diverged[/]: non-finite values at iteration {sol.n_iter}")
         elif sol.converged:
@@ -325,6 +341,7 @@ def check_contraction(
         raise FixptError("--t applies to diffusion models (ddpm): the timesteps of the reverse step")
     spec, task, model, data, meta = _load_iterative(ckpt, device, checkpoint)
     opts = model.solver_options()
+    depth = trained_depth(opts)
     with cached_weights(model):
         with torch.no_grad():
             f, P = model.operator(data)
@@ -336,7 +353,7 @@ def check_contraction(
                              threshold=threshold, alpha=opts["alpha"], iters=iters, seed=seed)
     if sol.n_iter:
         report.add_banach_bounds(sol.n_iter, float(sol.abs_trace[0].max()), float(sol.abs_trace[-1].max()))
-    result = report.as_dict()
+    result = {**report.as_dict(), "trained_depth": depth}
     if as_json:
         print_json({"model": spec.name, **result})
     else:
@@ -357,6 +374,9 @@ def check_contraction(
         out.print(table)
         colour = {"certified": "green", "empirical": "yellow", "not contractive": "red"}[report.verdict]
         out.print(f"verdict: [{colour}]{report.verdict}[/] (threshold {threshold})")
+        if depth is not None:
+            out.print(f"{truncation_note(depth)} The points above lie on those {depth} steps; the verdict says whether "
+                      "continuing them would converge.", highlight=False)
     ok = report.verdict == "certified" if require_certificate else report.contractive
     if not ok:
         raise typer.Exit(1)

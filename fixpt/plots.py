@@ -6,8 +6,9 @@ from pathlib import Path
 
 
 def plot_iterations(rows: list[dict], metric: str, converged_at: int | None, path: str | Path, title: str = "",
-                    label: str | None = None) -> None:
-    """Residual (log scale) and score against the iteration k, side by side (paper, Fig. 1B)."""
+                    label: str | None = None, trained_depth: int | None = None) -> None:
+    """Residual (log scale) and score against the iteration k, side by side (paper, Fig. 1B); a truncated
+    iteration's trained depth is marked (the iterate training scored)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,6 +27,9 @@ def plot_iterations(rows: list[dict], metric: str, converged_at: int | None, pat
         ax.grid(alpha=0.3)
         if converged_at is not None:
             ax.axvline(converged_at, ls="--", color="grey", label=f"converged (k={converged_at})")
+        if trained_depth is not None:
+            ax.axvline(trained_depth, ls=":", color="tab:red", label=f"trained depth (k={trained_depth})")
+        if converged_at is not None or trained_depth is not None:
             ax.legend()
     fig.suptitle(title)
     fig.tight_layout()

@@ -85,3 +85,39 @@ def test_bit_dropout_identity_cases_and_vmap():
     # under vmap with randomness="different" every batch entry draws its own mask
     out = vmap(lambda w: dropout(torch.ones(100, 100) * w, 0.5), randomness="different")(torch.ones(3))
     assert out.shape == (3, 100, 100) and not torch.equal(out[0], out[1])
+
+
+def _graph_ops(t):
+    seen, stack = set(), [t.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        stack += [nxt for nxt, _ in fn.next_functions]
+    return {type(fn).__name__ for fn in seen}
+
+
+def test_input_product_of_a_seed_batch_is_one_wide_product():
+    """Seeds sharing dense features X: one product X [W_1; ...; W_S]^T, equal to the S products and their gradients."""
+    from torch.func import jvp, vmap
+
+    from fixpt.models.dropout import _InputProduct
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 30, dtype=torch.double, generator=g)
+    W = torch.randn(4, 8, 30, dtype=torch.double, generator=g, requires_grad=True)
+    out = vmap(lambda w: _InputProduct.apply(x, w))(W)
+    torch.testing.assert_close(out, torch.stack([x @ w.T for w in W]))
+    ops = _graph_ops(out)
+    assert "MmBackward0" in ops and "BmmBackward0" not in ops  # the wide product, not S narrow ones
+    up = torch.randn(out.shape, dtype=torch.double, generator=g)
+    (out * up).sum().backward()
+    torch.testing.assert_close(W.grad, torch.stack([up[i].T @ x for i in range(4)]))
+    X = torch.randn(4, 50, 30, dtype=torch.double, generator=g)  # per-seed features (input dropout): batched products
+    torch.testing.assert_close(vmap(_InputProduct.apply)(X, W.detach()), torch.stack([X[i] @ W[i].T for i in range(4)]))
+    w0 = W[0].detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(_InputProduct.apply, (x.clone().requires_grad_(True), w0))
+    v = torch.randn(8, 30, dtype=torch.double, generator=g)
+    _, tangent = jvp(lambda w: _InputProduct.apply(x, w), (w0.detach(),), (v,))
+    torch.testing.assert_close(tangent, x @ v.T)

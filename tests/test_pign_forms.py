@@ -145,3 +145,29 @@ def test_gat_paper_form_learns_with_dropout_in_the_loop():
 
 def test_dropout_at_nowhere_is_allowed():
     assert from_dict(PIGNConfig, {"form": "paper", "dropout_at": ""}).dropout_sites() == frozenset()
+
+
+def test_iterate_and_check_contraction_say_what_the_paper_form_means(tmp_path):
+    from typer.testing import CliRunner
+
+    from fixpt.cli import app
+
+    runner = CliRunner()
+    args = ["train", "pign", "--form", "paper", "--hidden", "8", "--max-iter", "3", "--dataset", "csbm", "--csbm-nodes", "120",
+            "--epochs", "10", "--out", str(tmp_path), "--json", "--device", "cpu"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    import json
+
+    metrics = json.loads(res.stdout)
+    res = runner.invoke(app, ["iterate", str(tmp_path / "ckpt.pt"), "--max-iter", "8", "--json", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["trained_depth"] == 3 and len(doc["iterations"]) == 9  # tol 0: every step runs
+    assert doc["iterations"][3]["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)  # the trained answer
+    text = runner.invoke(app, ["iterate", str(tmp_path / "ckpt.pt"), "--max-iter", "5", "--plot", str(tmp_path / "it.png")])
+    assert "3 (trained)" in text.stdout and "truncated iteration" in text.stdout
+    assert (tmp_path / "it.png").read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(app, ["check-contraction", str(tmp_path / "ckpt.pt"), "--samples", "3", "--iters", "10", "--json"])
+    assert res.exit_code in (0, 1), res.output
+    assert json.loads(res.stdout)["trained_depth"] == 3

@@ -79,15 +79,60 @@ def linear(x: Tensor | SparseMatrix, weight: Tensor, bias: Tensor | None = None)
     return F.linear(x, weight, bias)
 
 
+class _InputProduct(torch.autograd.Function):
+    r""":math:`X W^\top` for dense input features :math:`X`, with a vmap rule for seed batches: when the seeds
+    share :math:`X` (no input dropout) and only :math:`W` is batched, the :math:`S` seeds' products are one
+    wide product :math:`X [W_1; \dots; W_S]^\top` (``N x S H``) instead of :math:`S` narrow ones."""
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor) -> Tensor:
+        return x @ weight.t()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        return (grad @ weight if ctx.needs_input_grad[0] else None,
+                grad.t() @ x if ctx.needs_input_grad[1] else None)
+
+    @staticmethod
+    def jvp(ctx, x_dot, w_dot):
+        x, weight = ctx.saved_tensors
+        out = None if x_dot is None else x_dot @ weight.t()
+        if w_dot is not None:
+            out = x @ w_dot.t() if out is None else out + x @ w_dot.t()
+        return out
+
+    @staticmethod
+    def vmap(info, in_dims, x: Tensor, weight: Tensor):
+        x_dim, w_dim = in_dims
+        if x_dim is None and w_dim is not None:  # one X for every seed: one wide product
+            w = weight.movedim(w_dim, 0)  # (S, H, F)
+            S, H, F_in = w.shape
+            return (x @ w.reshape(S * H, F_in).t()).view(x.shape[0], S, H), 1
+        x = x.unsqueeze(0) if x_dim is None else x.movedim(x_dim, 0)
+        w = weight.unsqueeze(0) if w_dim is None else weight.movedim(w_dim, 0)
+        return torch.matmul(x, w.transpose(-1, -2)), 0
+
+
 class InputLinear(nn.Linear):
-    """``Linear(dropout(x))`` on input features, through CSR products when ``x`` is sparse."""
+    """``Linear(dropout(x))`` on input features, through CSR products when ``x`` is sparse, and through
+    one wide product for a seed batch that shares dense features (:class:`_InputProduct`)."""
 
     def __init__(self, in_features: int, out_features: int, dropout: float = 0.0, bias: bool = True):
         super().__init__(in_features, out_features, bias=bias)
         self.p = dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        return linear(dropout_features(x, self.p, self.training), self.weight, self.bias)
+        x = dropout_features(x, self.p, self.training)
+        if isinstance(x, SparseMatrix):
+            return linear(x, self.weight, self.bias)
+        out = _InputProduct.apply(x, self.weight)
+        return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", dropout={self.p}"
