@@ -4,7 +4,9 @@
 # (default ./gpu-check-out). Usage: bash scripts/gpu-check.sh
 #
 #   FIXPT_GPU_PARTS   which parts, in this order (default "tests ddpm vit navier-stokes seed-batch");
-#                     add "table5" for `fixpt sweep presets/table5.yaml` on the GPU with seed batches
+#                     add "table5" for the Table 5 sweep on the GPU with seed batches
+#   FIXPT_TABLE5_PRESET   the preset of that sweep (default presets/table5-paper.yaml; presets/table5.yaml
+#                     is fixpt's defaults without the paper form)
 #   FIXPT_DATA        the folder holding planetoid/ (seed-batch and table5 need it; skipped without)
 #   FIXPT_TABLE5_SEEDS, _WORKERS, _LIMIT   seeds (100), worker processes (4), seconds allowed (300)
 #   FIXPT_BENCH_COMPILE=1                  adds torch.compile to the DDPM benchmark
@@ -45,14 +47,17 @@ fi
 if part table5 && [ -n "${FIXPT_DATA:-}" ]; then
   # the full Table 5 sweep, every configuration's seeds as one seed batch; a sweep stopped at its
   # limit keeps its finished runs, and the log says how many
-  seeds="${FIXPT_TABLE5_SEEDS:-100}" sweep=/tmp/fixpt-table5
+  seeds="${FIXPT_TABLE5_SEEDS:-100}" sweep=/tmp/fixpt-table5 preset="${FIXPT_TABLE5_PRESET:-presets/table5-paper.yaml}"
   start=$(date +%s)
-  timeout -k 10 "${FIXPT_TABLE5_LIMIT:-300}" python3 -m fixpt sweep presets/table5.yaml --seeds "$seeds" --seed-batch "$seeds" \
+  timeout -k 10 "${FIXPT_TABLE5_LIMIT:-300}" python3 -m fixpt sweep "$preset" --seeds "$seeds" --seed-batch "$seeds" \
     --workers "${FIXPT_TABLE5_WORKERS:-4}" --device cuda --no-ckpt --out "$sweep" > "$OUT/table5-sweep.log" 2>&1 || status=1
   echo "table5 sweep: $seeds seeds, wall $(( $(date +%s) - start )) s, $(ls "$sweep"/runs/*/metrics.json 2>/dev/null | wc -l) runs finished" \
     | tee -a "$OUT/table5-sweep.log"
   tail -15 "$OUT/table5-sweep.log"
-  python3 -m fixpt report "$sweep" --compare paper > "$OUT/table5-report.md" 2>&1 && cat "$OUT/table5-report.md" || status=1
+  for protocol in best-val last-epoch; do
+    python3 -m fixpt report "$sweep" --compare paper --protocol "$protocol" > "$OUT/table5-report-$protocol.md" 2>&1 \
+      && cat "$OUT/table5-report-$protocol.md" || status=1
+  done
   tar czf "$OUT/table5-sweep.tgz" -C "$sweep" --exclude ckpt.pt .
 fi
 if part seed-batch && [ -n "${FIXPT_DATA:-}" ]; then

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..solve import syncing
 from .sparse import SparseMatrix, sparse_features
 
 
@@ -121,7 +122,8 @@ class _InputProduct(torch.autograd.Function):
 
 class InputLinear(nn.Linear):
     """``Linear(dropout(x))`` on input features, through CSR products when ``x`` is sparse, and through
-    one wide product for a seed batch that shares dense features (:class:`_InputProduct`)."""
+    one wide product for a seed batch that shares dense features (:class:`_InputProduct`; seed batches
+    run inside :func:`fixpt.solve.without_sync`, which is how the layer knows)."""
 
     def __init__(self, in_features: int, out_features: int, dropout: float = 0.0, bias: bool = True):
         super().__init__(in_features, out_features, bias=bias)
@@ -129,9 +131,9 @@ class InputLinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         x = dropout_features(x, self.p, self.training)
-        if isinstance(x, SparseMatrix):
+        if isinstance(x, SparseMatrix) or syncing():  # a plain run: F.linear, as before seed batches existed
             return linear(x, self.weight, self.bias)
-        out = _InputProduct.apply(x, self.weight)
+        out = _InputProduct.apply(x, self.weight)  # a seed batch (under vmap): one wide product
         return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
