@@ -62,17 +62,17 @@ class PIGNConfig:
     heads: int = field(default=8, metadata={"help": "attention heads (gat)"})
     alpha: float = field(default=0.5, metadata={"help": "damping: weight kept on z_k"})
     max_iter: int = field(default=10, metadata={"help": "at most this many Picard iterations (paper form: exactly this many)"})
-    tol: float | None = field(default=None, metadata={"help": "stop when ||z_{k+1}-z_k|| / ||z_{k+1}|| <= tol [default: the form's, fixed-point 1e-4, paper 0]"})
+    tol: float | None = field(default=None, metadata={"help": "stop when ||z_{k+1}-z_k|| / ||z_{k+1}|| <= tol (default: the form's, fixed-point 1e-4, paper 0)"})
     solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
     dropout: float = field(default=0.5, metadata={"help": "dropout probability at the places dropout_at names"})
     attn_dropout: float = field(default=0.6, metadata={"help": "gat only: dropout on attention coefficients inside the block (training only)"})
     contractive: bool = field(default=False, metadata={"help": "spectral-normalise the block to Lip <= gamma"})
     gamma: float = field(default=0.9, metadata={"help": "contraction factor with --contractive"})
-    free_term: bool | None = field(default=None, metadata={"help": "add the encoded features f at every step [default: the form's, fixed-point yes, paper no]"})
-    dropout_at: str | None = field(default=None, metadata={"help": "where dropout acts, comma-separated from input,encoded,loop,decoder (loop: a fresh mask each iteration) [default: the form's, fixed-point input,decoder, paper encoded,loop]"})
-    gat_heads: str | None = field(default=None, metadata={"choices": ("concat", "mean"), "help": "gat: concat (heads of hidden/heads) or mean (full-width heads averaged) [default: the form's, fixed-point concat, paper mean]"})
-    init: str | None = field(default=None, metadata={"choices": ("default", "xavier"), "help": "encoder and decoder init: default (nn.Linear's) or xavier (xavier-normal, zero bias) [default: the form's, fixed-point default, paper xavier]"})
+    free_term: bool | None = field(default=None, metadata={"help": "add the encoded features f at every step (default: the form's, fixed-point yes, paper no)"})
+    dropout_at: str | None = field(default=None, metadata={"help": "where dropout acts, comma-separated from input,encoded,loop,decoder (loop: a fresh mask each iteration) (default: the form's, fixed-point input,decoder, paper encoded,loop)"})
+    gat_heads: str | None = field(default=None, metadata={"choices": ("concat", "mean"), "help": "gat: concat (heads of hidden/heads) or mean (full-width heads averaged) (default: the form's, fixed-point concat, paper mean)"})
+    init: str | None = field(default=None, metadata={"choices": ("default", "xavier"), "help": "encoder and decoder init: default (nn.Linear's) or xavier (xavier-normal, zero bias) (default: the form's, fixed-point default, paper xavier)"})
 
     def piece(self, name: str):
         """The value of a form-dependent piece: the explicit one, else the form's."""
