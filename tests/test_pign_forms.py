@@ -1,10 +1,14 @@
 """PIGN's two forms: the paper form against a hand-written loop of Algorithm 1 (GCN and GAT), fresh
 dropout masks at every iteration, the pieces a form sets, and both protocols in metrics.json."""
 
+import json
+
 import pytest
 import torch
 from torch_geometric.nn import GATConv
+from typer.testing import CliRunner
 
+from fixpt.cli import app
 from fixpt.config import from_dict
 from fixpt.errors import FixptError
 from fixpt.models.pign import PIGNConfig
@@ -148,17 +152,11 @@ def test_dropout_at_nowhere_is_allowed():
 
 
 def test_iterate_and_check_contraction_say_what_the_paper_form_means(tmp_path):
-    from typer.testing import CliRunner
-
-    from fixpt.cli import app
-
     runner = CliRunner()
     args = ["train", "pign", "--form", "paper", "--hidden", "8", "--max-iter", "3", "--dataset", "csbm", "--csbm-nodes", "120",
             "--epochs", "10", "--out", str(tmp_path), "--json", "--device", "cpu"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    import json
-
     metrics = json.loads(res.stdout)
     res = runner.invoke(app, ["iterate", str(tmp_path / "ckpt.pt"), "--max-iter", "8", "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
