@@ -2,13 +2,16 @@
 
 Layout (a plain dict of tensors, strings, numbers, lists and dicts)::
 
-    {"format": "fixpt-checkpoint", "format_version": 1, "fixpt_version": "0.1.0",
+    {"format": "fixpt-checkpoint", "format_version": 2, "fixpt_version": "0.1.0",
      "model": "pign", "config": {...}, "data": {...}, "train": {...},
      "metrics": {...}, "state_dict": {...}}
 
 It is written atomically (temp file, then rename) and read with ``torch.load(weights_only=True)``,
 which refuses any pickled object other than tensors and primitive containers, so loading a file
 can never run code stored in it.
+
+Format versions: 2 keeps the input layer of PIGN / IterGNN at ``encoder.0``; version 1 files may hold
+it at ``encoder.1`` (behind a separate dropout module) and are migrated when read (:func:`_migrate`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 from .errors import FixptError
 
 FORMAT = "fixpt-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 REQUIRED = ("model", "config", "data", "state_dict")
 
 
@@ -87,4 +90,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise FixptError(f"{path} lacks {', '.join(missing)}; it is damaged, retrain it")
+    return _migrate(ckpt)
+
+
+def _migrate(ckpt: dict) -> dict:
+    """A checkpoint of an older format in today's layout (see the module docstring)."""
+    state = ckpt["state_dict"]
+    if ckpt["format_version"] < 2 and "encoder.1.weight" in state and "encoder.0.weight" not in state:
+        ckpt["state_dict"] = {("encoder.0." + k[len("encoder.1."):] if k.startswith("encoder.1.") else k): v for k, v in state.items()}
+    ckpt["format_version"] = FORMAT_VERSION
     return ckpt

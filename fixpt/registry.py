@@ -1,37 +1,80 @@
-"""The model registry: a decorator and a dict (after timm's ``_registry.py``).
+"""The registries: a decorator and a dict each (after timm's ``_registry.py``).
+
+A model family registers everything the commands need, so no command knows any family:
 
     @register("pign", config=PIGNConfig, task="node-classification")
-    class PIGN(nn.Module): ...
+    class PIGN(IterativeModel): ...
 
-Every *iterative* model exposes the three pieces of the fixed-point view,
+- ``register(name, config=, task=, view=, runner=)``: a model, its typed config, the tasks it serves, the
+  *view* ``iterate`` / ``check-contraction`` take of it (default: the fixed-point view of
+  :mod:`fixpt.views` for iterative models, none otherwise) and the *runner* of one sweep point
+  (default: train it);
+- ``register_task``: a :class:`fixpt.tasks.Task` (its data, loss, metric and training loop);
+- ``register_layout``: a ``fixpt report`` layout;
+- ``register_commands``: a family's own commands (``fixpt data ...``, ``fixpt recycle ...``), added to
+  the CLI when it starts.
+
+Every iterative model exposes the three pieces of the fixed-point view,
 
     f = model.encode(batch)          # the free term, also the first iterate z0
     Pz = model.step(z, f, batch)     # P(z) = T(z) + f
     out = model.decode(z, batch)
 
 plus ``model.solver_options()`` (method, alpha, tol, max_iter, batched) and
-``model.certified_lipschitz(batch)`` (a proven bound on Lip(T), or None and why). The commands
-``iterate`` and ``check-contraction`` use nothing else, so they work on every such model.
+``model.certified_lipschitz(batch)`` (a proven bound on Lip(T), or None and why).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 from .errors import FixptError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Names to entries; a second use of a name is an error, an unknown name an error listing the known ones."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._entries: dict[str, T] = {}
+
+    def add(self, name: str, entry: T) -> T:
+        if name in self._entries:
+            raise ValueError(f"{self.what} {name!r} is already registered")
+        self._entries[name] = entry
+        return entry
+
+    def get(self, name: str) -> T:
+        load_builtins()
+        if name not in self._entries:
+            raise FixptError(f"unknown {self.what} {name!r}; registered {self.what}s: {', '.join(sorted(self._entries))}")
+        return self._entries[name]
+
+    def names(self, pattern: str = "*") -> list[str]:
+        load_builtins()
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: str) -> bool:
+        load_builtins()
+        return name in self._entries
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    cls: Callable[..., Any]  # called as cls(config, in_dim, out_dim)
+    cls: Callable[..., Any]  # called as cls(config, input_spec, out_dim)
     config: type  # the typed config dataclass
     task: str  # the default task
     iterative: bool
     description: str
     tasks: tuple[str, ...] = ()  # every task the model serves (the default first)
+    view: Any = None  # what iterate / check-contraction do with a trained model (None: they refuse it)
+    runner: Any = None  # how one sweep point runs (None: its task trains it)
 
     def task_for(self, task: str | None) -> str:
         """``task`` if the model serves it (None: the default), else an error naming the ones it does."""
@@ -42,36 +85,71 @@ class ModelSpec:
         return task
 
 
-_MODELS: dict[str, ModelSpec] = {}
+MODELS: Registry[ModelSpec] = Registry("model")
+TASKS: Registry[Any] = Registry("task")
+LAYOUTS: Registry[Any] = Registry("layout")
+COMMANDS: list[Callable[[Any], None]] = []  # each adds a family's commands to the typer app it is given
 
 
-def register(name: str, *, config: type, task: str | tuple[str, ...], iterative: bool = True):
-    """Class decorator adding a model to the registry under ``name``; a second use of a name is an error.
-    ``task`` is one task or several (the first is the default; ``--task`` picks another)."""
+def register(name: str, *, config: type, task: str | tuple[str, ...], iterative: bool = True, view: Any = None,
+             runner: Any = None):
+    """Class decorator adding a model to the registry under ``name``. ``task`` is one task or several (the
+    first is the default; ``--task`` picks another). An iterative model without a ``view`` gets the
+    fixed-point view."""
 
     def wrap(cls):
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered by {_MODELS[name].cls.__qualname__}")
         doc = (cls.__doc__ or "").strip().splitlines()
         tasks = (task,) if isinstance(task, str) else tuple(task)
-        _MODELS[name] = ModelSpec(name, cls, config, tasks[0], iterative, doc[0] if doc else "", tasks)
+        chosen = view
+        if chosen is None and iterative:
+            from .views import FIXED_POINT_VIEW
+
+            chosen = FIXED_POINT_VIEW
+        MODELS.add(name, ModelSpec(name, cls, config, tasks[0], iterative, doc[0] if doc else "", tasks, chosen, runner))
         return cls
 
     return wrap
 
 
-def _ensure_loaded() -> None:
-    from . import models  # noqa: F401  (importing registers the built-in models)
+def register_task(cls):
+    """Class decorator adding an instance of a :class:`fixpt.tasks.Task` subclass under its ``name``."""
+    TASKS.add(cls.name, cls())
+    return cls
+
+
+def register_layout(name: str):
+    """Decorator adding a report layout (see :mod:`fixpt.report`) under ``name``."""
+
+    def wrap(layout):
+        LAYOUTS.add(name, layout)
+        return layout
+
+    return wrap
+
+
+def register_commands(add: Callable[[Any], None]):
+    """Decorator adding a family's CLI commands: ``add(app)`` is called with the root typer app."""
+    COMMANDS.append(add)
+    return add
+
+
+FAMILY_MODULES = ["fixpt.builtin"]  # modules whose import registers model families; a plugin appends its own
+_loaded: set[str] = set()
+
+
+def load_builtins() -> None:
+    """Import every module of :data:`FAMILY_MODULES` once (:mod:`fixpt.builtin`: the built-in families).
+    By name, as plugins are found: the registry itself depends on no family."""
+    for name in FAMILY_MODULES:
+        if name not in _loaded:
+            _loaded.add(name)
+            importlib.import_module(name)
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell pattern, sorted."""
-    _ensure_loaded()
-    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+    return MODELS.names(pattern)
 
 
 def get_spec(name: str) -> ModelSpec:
-    _ensure_loaded()
-    if name not in _MODELS:
-        raise FixptError(f"unknown model {name!r}; registered models: {', '.join(sorted(_MODELS))}")
-    return _MODELS[name]
+    return MODELS.get(name)

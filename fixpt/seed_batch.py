@@ -38,19 +38,23 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.nn.utils import parametrize
 
 from .config import from_dict
+from .device import resolve_device
 from .errors import DivergenceError, FixptError
 from .models.base import IterativeModel
 from .registry import get_spec
 from .solve import without_sync
-from .tasks import get_task, resolve_device
-from .train import build, finish_run, seed_everything, train_config_of
+from .tasks import get_task
+from .training.build import build_model
+from .training.loop import SPLITS, Finished, finish_run
+from .training.parts import BestEpoch, seed_everything
+from .training.rundir import RunDir
 
 
 def unbatchable_reason(name: str, model_cfg: dict, train_cfg: dict, task: str | None = None) -> str | None:
     """Why the runs of this configuration cannot be trained as one seed batch (None: they can)."""
     spec = get_spec(name)
     task_obj = get_task(spec.task_for(task))
-    if task_obj.name != "node-classification":
+    if not task_obj.seed_batches:
         return f"task {task_obj.name} trains one run at a time"
     if train_cfg.get("batch_size", 0):
         return "minibatches (batch_size > 0)"
@@ -69,15 +73,46 @@ def batch_generator_seed(seeds: list[int]) -> int:
     return int(hashlib.sha1(json.dumps(sorted(seeds)).encode()).hexdigest()[:12], 16)
 
 
-class _SeedState:
-    """One seed's bookkeeping: best epoch so far, epochs without improvement, outcome."""
+class _Stack:
+    """The seeds still training: their stacked weights, buffers and Adam state, and which seed each row is."""
 
-    def __init__(self):
-        self.best: dict = {"key": (-math.inf, -math.inf)}
-        self.since_best = 0
-        self.epochs_run = 0
-        self.last: dict = {}  # the evaluation after the last epoch run (the last-epoch protocol)
-        self.error: Exception | None = None
+    def __init__(self, models: list[torch.nn.Module], tcfg):
+        self.base = copy.deepcopy(models[0]).to("meta")  # the architecture; the weights come from the stack
+        self.params, self.buffers = stack_module_state(models)
+        self.names = list(self.params)
+        self.active = list(range(len(models)))  # indices into the seeds of the rows of the stack
+        self.tcfg = tcfg
+        self.opt = torch.optim.Adam(self.params.values(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+
+    def forward(self, p: dict, b: dict, data):
+        return functional_call(self.base, (p, b), (data,))
+
+    def keep(self, rows: list[int]) -> None:
+        """Restrict the stack and its Adam state to ``rows`` (the seeds still training)."""
+        new = {n: p.detach()[rows].clone().requires_grad_(True) for n, p in self.params.items()}
+        opt = torch.optim.Adam(new.values(), lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay)
+        for n, p in self.params.items():
+            old = self.opt.state.get(p)
+            if old:
+                opt.state[new[n]] = {k: (v[rows].clone() if k != "step" else v.clone()) for k, v in old.items()}
+        self.params, self.opt = new, opt
+        self.buffers = {n: b[rows] for n, b in self.buffers.items()}
+        self.active = [self.active[r] for r in rows]
+
+
+def _build_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, seeds: list[int], dev, task: str | None):
+    """Every seed's model, initialised exactly as ``train`` draws it, and the shared data and configs."""
+    spec = get_spec(name)
+    task_obj = get_task(spec.task_for(task))
+    tcfgs = [from_dict(task_obj.train_config, {**train_cfg, "seed": s}, what="train config") for s in seeds]
+    models = []
+    for s in seeds:
+        seed_everything(s)
+        model, data, mcfg, dcfg = build_model(spec, task_obj, model_cfg, data_cfg, dev, tcfgs[0].param_budget)
+        if any(parametrize.is_parametrized(m) for m in model.modules()):
+            raise FixptError(f"{name} has parametrised weights, which seed batches do not support")
+        models.append(model)
+    return task_obj, models, data, (mcfg, dcfg), tcfgs
 
 
 def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, seeds: list[int], *,
@@ -92,132 +127,94 @@ def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, see
     if len(set(seeds)) != len(seeds) or not seeds:
         raise FixptError(f"a seed batch needs distinct seeds; got {seeds}")
     dev = resolve_device(device)
-    spec = get_spec(name)
-    tcfg_cls = train_config_of(get_task(spec.task_for(task)))
-    tcfgs = [from_dict(tcfg_cls, {**train_cfg, "seed": s}, what="train config") for s in seeds]
-    tcfg = tcfgs[0]
-    models = []
-    for s in seeds:  # each seed's initialisation exactly as `train` draws it
-        seed_everything(s)
-        spec, task_obj, model, data, mcfg, dcfg = build(name, model_cfg, data_cfg, dev, tcfg.param_budget, task)
-        if any(parametrize.is_parametrized(m) for m in model.modules()):
-            raise FixptError(f"{name} has parametrised weights, which seed batches do not support")
-        models.append(model)
+    task_obj, models, data, (mcfg, dcfg), tcfgs = _build_seeds(name, model_cfg, data_cfg, train_cfg, seeds, dev, task)
     torch.manual_seed(batch_generator_seed(seeds))
-
-    base = copy.deepcopy(models[0]).to("meta")  # the architecture; the weights come from the stack
-    params, buffers = stack_module_state(models)
-    names = list(params)
-
-    def forward(p: dict, b: dict):
-        return functional_call(base, (p, b), (data,))
-
-    def train_loss(p: dict, b: dict):
-        return task_obj.loss(forward(p, b), data, "train")
-
-    batched_loss = vmap(train_loss, randomness="different")
-    batched_forward = vmap(forward)
-    metric = task_obj.metric_of(data)
-    sign = 1.0 if getattr(task_obj, "higher_is_better", True) else -1.0
-    states = [_SeedState() for _ in seeds]  # in the order of seeds
-    active = list(range(len(seeds)))  # indices into seeds of the rows of the stack
-    opt = torch.optim.Adam(params.values(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    nodes = {split: getattr(data, f"{split}_mask").nonzero().squeeze(1) for split in ("train", "val", "test")}
-    best_weights = {n: torch.empty_like(p) for n, p in params.items()}  # row i: seed i's best epoch
+    metric = task_obj.metric_for(dcfg)
+    trackers = [BestEpoch(metric.name, metric.higher_is_better, tcfgs[0].patience) for _ in seeds]
+    errors: dict[int, Exception] = {}
     start = time.perf_counter()
-
-    for epoch in range(1, tcfg.epochs + 1):
-        base.train()
-        opt.zero_grad(set_to_none=True)
-        with without_sync():
-            losses = batched_loss(params, buffers)
-        torch.where(torch.isfinite(losses), losses, 0.0).sum().backward()  # a failed seed leaves below
-        opt.step()
-
-        base.eval()
-        with torch.no_grad(), without_sync():
-            out = batched_forward(params, buffers)
-            evals = _evaluate_stack(task_obj, out, data, metric, losses.detach(), nodes)  # the epoch's one transfer
-        leaving, improved = [], []
-        for row, i in enumerate(active):
-            st = states[i]
-            st.epochs_run = epoch
-            if not math.isfinite(evals[row]["train_loss"]):
-                st.error = DivergenceError(f"training loss became {evals[row]['train_loss']} at epoch {epoch}; "
-                                           "lower --lr, raise --alpha or use --contractive")
-                leaving.append(row)
-                continue
-            if not evals[row]["finite"]:
-                st.error = DivergenceError(f"the evaluation pass produced non-finite values at epoch {epoch}; "
-                                           "raise alpha, lower the learning rate or use --contractive")
-                leaving.append(row)
-                continue
-            ev = {k: v for k, v in evals[row].items() if k != "finite"}
-            st.last = ev
-            key = (sign * ev[f"val_{metric}"], -ev["val_loss"])
-            if key > st.best["key"]:
-                st.best = {"key": key, "epoch": epoch, **ev}
-                improved.append(row)
-                st.since_best = 0
-            else:
-                st.since_best += 1
-            if st.since_best >= tcfg.patience:
-                leaving.append(row)
-        if improved:  # one copy per weight tensor for all the seeds that improved
-            rows, seeds_of_rows = torch.tensor(improved, device=dev), torch.tensor([active[r] for r in improved], device=dev)
-            for n in names:
-                best_weights[n][seeds_of_rows] = params[n].detach()[rows]
-        if leaving:
-            gone = set(leaving)
-            keep = [row for row in range(len(active)) if row not in gone]
-            active = [active[row] for row in keep]
-            if not active:
-                break
-            params, opt = _shrink(params, opt, keep, tcfg)
-            buffers = {n: b[keep] for n, b in buffers.items()}
-
+    best_weights = _train_stack(_Stack(models, tcfgs[0]), task_obj, data, metric, trackers, errors)
     seconds = (time.perf_counter() - start) / len(seeds)
     results: list[dict | Exception] = []
-    for i, st in enumerate(states):
-        if st.error is not None:
-            results.append(st.error)
+    for i, tracker in enumerate(trackers):
+        if i in errors:
+            results.append(errors[i])
             continue
         # the best epoch's weights, and the buffers (none is trained) beside them
-        state = {**{n: best_weights[n][i] for n in names}, **dict(models[i].named_buffers())}
-        results.append(finish_run(name, task_obj, models[i], data, mcfg, dcfg, tcfgs[i], {**st.best, "state": state},
-                                  st.epochs_run, seconds, dev, out=outs[i] if outs else None, save_ckpt=save_ckpt,
-                                  last=st.last, extra={"seed_batch": len(seeds)}))
+        tracker.best["state"] = {**{n: w[i] for n, w in best_weights.items()}, **dict(models[i].named_buffers())}
+        run = Finished(name, task_obj, models[i], data, metric, (mcfg, dcfg, tcfgs[i]), dev, seconds, {"seed_batch": len(seeds)})
+        results.append(finish_run(run, tracker, RunDir(outs[i] if outs else None), save_ckpt=save_ckpt))
     return results
 
 
-def _evaluate_stack(task_obj, out: torch.Tensor, data, metric: str, train_loss: torch.Tensor,
+def _train_stack(stack: _Stack, task_obj, data, metric, trackers: list[BestEpoch], errors: dict) -> dict:
+    """The epochs of a seed batch; returns each weight's rows at every seed's best epoch (row i: seed i)."""
+    batched_loss = vmap(lambda p, b: task_obj.loss(stack.forward(p, b, data), data, "train"), randomness="different")
+    batched_forward = vmap(lambda p, b: stack.forward(p, b, data))
+    nodes = {split: data[f"{split}_mask"].nonzero().squeeze(1) for split in SPLITS}
+    best_weights = {n: torch.empty_like(p) for n, p in stack.params.items()}
+    for epoch in range(1, stack.tcfg.epochs + 1):
+        stack.base.train()
+        stack.opt.zero_grad(set_to_none=True)
+        with without_sync():
+            losses = batched_loss(stack.params, stack.buffers)
+        torch.where(torch.isfinite(losses), losses, 0.0).sum().backward()  # a failed seed leaves below
+        stack.opt.step()
+        stack.base.eval()
+        with torch.no_grad(), without_sync():
+            out = batched_forward(stack.params, stack.buffers)
+            evals = _evaluate_stack(task_obj, out, data, metric, losses.detach(), nodes)  # the epoch's one transfer
+        improved, leaving = _record(epoch, evals, stack.active, trackers, errors)
+        if improved:  # one copy per weight tensor for all the seeds that improved
+            rows = torch.tensor(improved, device=out.device)
+            seeds_of_rows = torch.tensor([stack.active[r] for r in improved], device=out.device)
+            for n in stack.names:
+                best_weights[n][seeds_of_rows] = stack.params[n].detach()[rows]
+        if leaving:
+            keep = [row for row in range(len(stack.active)) if row not in set(leaving)]
+            if not keep:
+                break
+            stack.keep(keep)
+    return best_weights
+
+
+def _record(epoch: int, evals: list[dict], active: list[int], trackers: list[BestEpoch], errors: dict) -> tuple[list, list]:
+    """Each active seed's epoch into its tracker; returns the rows that improved and the rows that leave the
+    batch (patience run out, or a non-finite loss or output: then the seed fails with a DivergenceError)."""
+    improved, leaving = [], []
+    for row, i in enumerate(active):
+        ev = evals[row]
+        if not math.isfinite(ev["train_loss"]):
+            errors[i] = DivergenceError(f"training loss became {ev['train_loss']} at epoch {epoch}; "
+                                        "lower --lr, raise --alpha or use --contractive")
+        elif not ev.pop("finite"):
+            errors[i] = DivergenceError(f"the evaluation pass produced non-finite values at epoch {epoch}; "
+                                        "raise alpha, lower the learning rate or use --contractive")
+        elif trackers[i].update(epoch, ev):
+            improved.append(row)
+        if i in errors or trackers[i].exhausted:
+            trackers[i].epochs_run = epoch
+            leaving.append(row)
+    return improved, leaving
+
+
+def _evaluate_stack(task_obj, out: torch.Tensor, data, metric, train_loss: torch.Tensor,
                     nodes: dict[str, torch.Tensor]) -> list[dict]:
     """Per seed (row of ``out``, seeds x nodes x classes): whether its output is finite, its training
-    loss (given), its validation loss and its score on each split, as
-    :meth:`~fixpt.tasks.NodeClassification.loss` and ``score`` give them, computed for all rows at
-    once and moved to the host in one transfer. ``nodes``: each split's node indices."""
+    loss (given), its validation loss and its score on each split, as the task's ``loss`` and ``score``
+    give them, computed for all rows at once and moved to the host in one transfer. ``nodes``: each
+    split's node indices."""
     columns = {"finite": torch.isfinite(out).flatten(1).all(1).to(out.dtype), "train_loss": train_loss.to(out.dtype)}
     val = nodes["val"]
     columns["val_loss"] = torch.nn.functional.cross_entropy(
         out[:, val].transpose(1, 2), data.y[val].expand(out.shape[0], -1), reduction="none").mean(1)
-    if metric == "accuracy":
+    if metric.name == "accuracy":
         for split, idx in nodes.items():
             columns[f"{split}_accuracy"] = (out[:, idx].argmax(-1) == data.y[idx]).to(out.dtype).mean(1)
     host = torch.stack(list(columns.values())).cpu().tolist()
     rows = [{k: host[j][row] for j, k in enumerate(columns)} for row in range(out.shape[0])]
     for row, ev in enumerate(rows):
         ev["finite"] = bool(ev["finite"])
-        if metric != "accuracy" and ev["finite"]:  # e.g. macro F1, which counts per class: one row at a time
-            ev.update({f"{s}_{metric}": task_obj.score(out[row], data, s) for s in ("train", "val", "test")})
+        if metric.name != "accuracy" and ev["finite"]:  # e.g. macro F1, which counts per class: one row at a time
+            ev.update({f"{s}_{metric.name}": task_obj.score(out[row], data, s, metric) for s in SPLITS})
     return rows
-
-
-def _shrink(params: dict, opt: torch.optim.Adam, keep: list[int], tcfg) -> tuple[dict, torch.optim.Adam]:
-    """The stack and its Adam state restricted to the rows ``keep`` (the seeds still training)."""
-    new_params = {n: p.detach()[keep].clone().requires_grad_(True) for n, p in params.items()}
-    new_opt = torch.optim.Adam(new_params.values(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    for n, p in params.items():
-        old = opt.state.get(p)
-        if old:
-            new_opt.state[new_params[n]] = {k: (v[keep].clone() if k != "step" else v.clone()) for k, v in old.items()}
-    return new_params, new_opt

@@ -39,15 +39,13 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from .checkpoint import atomic_write
 from .config import field_names, from_dict, to_dict
 from .errors import FixptError
-from .registry import get_spec, list_models
-from .tasks import get_task
-from .train import train_config_of
+from .registry import LAYOUTS, get_spec, list_models
+from .tasks import FitRequest, get_task
+from .training.rundir import RunDir, write_json
 
 PRESET_KEYS = ("description", "report", "model", "seeds", "base", "grid")
-LAYOUTS = ("table5", "table1", "recycle", "fig2", "generic")
 INDEX = "index.json"
 
 
@@ -101,7 +99,7 @@ def _split(model: str, params: dict[str, Any]) -> dict[str, dict]:
     tasks and is not routed); an unknown key is an error."""
     spec = get_spec(model)
     task = get_task(spec.task_for(params.get("task")))
-    sections = {"model": field_names(spec.config), "data": field_names(task.data_config), "train": field_names(run_config(task))}
+    sections = {"model": field_names(spec.config), "data": field_names(task.data_config), "train": field_names(task.run_config)}
     out: dict[str, dict] = {k: {} for k in sections}
     for key, value in params.items():
         if key == "task":
@@ -115,11 +113,6 @@ def _split(model: str, params: dict[str, Any]) -> dict[str, dict]:
     return out
 
 
-def run_config(task) -> type:
-    """The config of the ``train`` section: :class:`TrainConfig`, or the task's own for a task that does not train."""
-    return train_config_of(task) if task.trains else task.run_config
-
-
 def resolve(run: Run) -> None:
     """Fill ``run.configs`` (every default made explicit) and ``run.id``; errors name the bad key."""
     parts = _split(run.model, run.params)
@@ -129,7 +122,7 @@ def resolve(run: Run) -> None:
         "task": task.name,
         "model_config": to_dict(from_dict(spec.config, parts["model"], what=f"{run.model} config")),
         "data": to_dict(from_dict(task.data_config, parts["data"], what="data config")),
-        "train": to_dict(from_dict(run_config(task), parts["train"], what="train config" if task.trains else "run config")),
+        "train": to_dict(from_dict(task.run_config, parts["train"], what="train config" if task.trains else "run config")),
     }
     # the id hashes what the preset says (model and flat keys), not the resolved defaults: a new
     # config field in a later fixpt version must not orphan the runs of a sweep being resumed
@@ -163,7 +156,7 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
         raise FixptError(f"{path}: unknown preset key {', '.join(map(repr, unknown))}; valid keys: {', '.join(PRESET_KEYS)}")
     report = doc.get("report", "generic")
     if report not in LAYOUTS:
-        raise FixptError(f"{path}: report must be one of {', '.join(LAYOUTS)}; got {report!r}")
+        raise FixptError(f"{path}: report must be one of {', '.join(LAYOUTS.names())}; got {report!r}")
     base = doc.get("base") or {}
     if not isinstance(base, dict):
         raise FixptError(f"{path}: base must be a mapping of config keys to single values; got {base!r}")
@@ -220,21 +213,12 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
     return Sweep(name=path.stem, description=str(doc.get("description", "")), report=report, runs=runs, varying=varying)
 
 
-def run_dir(out: Path, run: Run) -> Path:
-    return out / "runs" / run.id
+def run_dir(out: Path, run: Run) -> RunDir:
+    return RunDir(out / "runs" / run.id)
 
 
 def status(out: Path, run: Run) -> str:
-    d = run_dir(out, run)
-    if (d / "metrics.json").is_file() and (d / "config.json").is_file():
-        return "done"
-    if (d / "error.json").is_file():
-        return "failed"
-    return "pending"
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+    return run_dir(out, run).status()
 
 
 def write_index(out: Path, sweep: Sweep, preset: str) -> None:
@@ -249,45 +233,31 @@ def write_index(out: Path, sweep: Sweep, preset: str) -> None:
         except (json.JSONDecodeError, KeyError, TypeError):
             raise FixptError(f"{index_path} is damaged; move it away (the run directories are intact) and rerun") from None
     runs.update({r.id: r.as_dict() for r in sweep.runs})
-    _write_json(index_path, {"preset": preset, "name": sweep.name, "report": sweep.report,
+    write_json(index_path, {"preset": preset, "name": sweep.name, "report": sweep.report,
                              "varying": sweep.varying, "runs": list(runs.values())})
 
 
-def _prepare(run: Run, out: Path) -> Path:
+def _prepare(run: Run, out: Path) -> RunDir:
     d = run_dir(out, run)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "error.json").unlink(missing_ok=True)
-    _write_json(d / "config.json", {"model": run.model, "params": run.params, **run.configs})
+    d.start({"model": run.model, "params": run.params, **run.configs})
     return d
 
 
-def _failed(run: Run, d: Path, e: BaseException, seconds: float, tb: str | None = None) -> dict:
+def _failed(run: Run, d: RunDir, e: BaseException, seconds: float, tb: str | None = None) -> dict:
     """Record a failed run in its ``error.json`` and describe it."""
-    message = str(e).splitlines()[0] if str(e) else type(e).__name__
-    tb = tb or "".join(traceback.format_exception(type(e), e, e.__traceback__))
-    _write_json(d / "error.json", {"type": type(e).__name__, "message": message, "traceback": tb})
-    return {"id": run.id, "status": "failed", "error": f"{type(e).__name__}: {message}", "seconds": seconds}
+    return {"id": run.id, "status": "failed", "error": d.write_error(e, tb), "seconds": seconds}
 
 
 def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
-    """Train one run into its directory; never raises (a failure is recorded in ``error.json``)."""
-    from .train import train
-
+    """One run into its directory, by its task's runner (train it, or run and score it); never raises (a
+    failure is recorded in ``error.json``)."""
     d = _prepare(run, out)
     start = time.perf_counter()
     try:
         spec = get_spec(run.model)
-        task = get_task(run.configs.get("task", spec.task))
-        if task.trains:
-            train_cfg = run.configs["train"]
-            if "resume" in train_cfg and (d / "train_state.pt").exists():  # a DDPM run killed mid-way continues from its state
-                train_cfg = {**train_cfg, "resume": str(d)}
-            metrics = train(run.model, run.configs["model_config"], run.configs["data"], train_cfg, out=d, device=device,
-                            save_ckpt=save_ckpt, task=task.name)
-        else:  # e.g. alphafold-recycle: the model runs and scores itself
-            model = spec.cls(from_dict(spec.config, run.configs["model_config"]))
-            metrics = model.run(from_dict(task.data_config, run.configs["data"]), from_dict(task.run_config, run.configs["train"]), d)
-            _write_json(d / "metrics.json", metrics)
+        c = run.configs
+        request = FitRequest(run.model, c["model_config"], c["data"], c["train"], d.path, device, None, save_ckpt)
+        metrics = get_task(c.get("task", spec.task)).run_point(spec, request)
         return {"id": run.id, "status": "done", "metrics": metrics, "seconds": time.perf_counter() - start}
     except Exception as e:  # noqa: BLE001 - any failure (divergence, OOM, bad data) is recorded, the sweep goes on
         return _failed(run, d, e, time.perf_counter() - start, traceback.format_exc())
@@ -305,7 +275,7 @@ def execute_job(job: list[Run], out: Path, device: str, save_ckpt: bool) -> list
     start = time.perf_counter()
     try:
         results = train_seeds(first.model, first.configs["model_config"], first.configs["data"], first.configs["train"],
-                              [r.configs["train"]["seed"] for r in job], outs=dirs, device=device, save_ckpt=save_ckpt,
+                              [r.configs["train"]["seed"] for r in job], outs=[d.path for d in dirs], device=device, save_ckpt=save_ckpt,
                               task=first.configs.get("task"))
     except Exception as e:  # noqa: BLE001 - the whole batch failed (bad data, OOM): every run records it
         tb = traceback.format_exc()

@@ -113,17 +113,18 @@ def test_code_in_the_file_is_never_executed(tmp_path):
     assert not marker.exists()
 
 
-def test_checkpoint_of_fixpt_0_1_still_loads(tmp_path):
-    """0.1 kept PIGN's input layer at encoder.1 (behind a dropout module); it is encoder.0 now."""
+def test_checkpoint_of_format_1_still_loads(tmp_path):
+    """Format 1 files may keep PIGN's input layer at encoder.1 (behind a dropout module); it is encoder.0 now."""
     from fixpt.train import load_trained, train
 
-    metrics = train("pign", {"hidden": 8}, {"csbm_nodes": 80}, {"epochs": 2}, out=tmp_path / "new", device="cpu")
+    train("pign", {"hidden": 8}, {"csbm_nodes": 80}, {"epochs": 2}, out=tmp_path / "new", device="cpu")
     ckpt = load_checkpoint(tmp_path / "new" / "ckpt.pt")
     old_state = {(k.replace("encoder.0.", "encoder.1.")): v for k, v in ckpt["state_dict"].items()}
     assert "encoder.1.weight" in old_state
-    save_checkpoint(tmp_path / "old.pt", model="pign", config=ckpt["config"], data=ckpt["data"], state_dict=old_state,
-                    train=ckpt["train"], metrics=metrics)
-    _, _, new_model, data, _ = load_trained(tmp_path / "new" / "ckpt.pt", device="cpu")
-    _, _, old_model, _, _ = load_trained(tmp_path / "old.pt", device="cpu")
+    torch.save({**ckpt, "format_version": 1, "state_dict": old_state}, tmp_path / "old.pt")
+    new, old = load_trained(tmp_path / "new" / "ckpt.pt", device="cpu"), load_trained(tmp_path / "old.pt", device="cpu")
     with torch.no_grad():
-        assert torch.equal(new_model(data), old_model(data))
+        assert torch.equal(new.model(new.data), old.model(old.data))
+    torch.save({**ckpt, "format_version": 2, "state_dict": old_state}, tmp_path / "v2.pt")  # format 2 is never renamed
+    with pytest.raises(FixptError, match="do not fit"):
+        load_trained(tmp_path / "v2.pt", device="cpu")

@@ -9,7 +9,8 @@ from fixpt.cli import app
 from fixpt.data.graph import GraphDataConfig, load_graph
 from fixpt.errors import FixptError
 from fixpt.registry import get_spec
-from fixpt.tasks import macro_f1
+from fixpt.tasks import get_task
+from fixpt.tasks.node_classification import macro_f1
 from fixpt.train import count_parameters, fit_hidden
 
 SIZES = {"train": 12, "val": 4, "test": 5}
@@ -43,7 +44,8 @@ def test_loader_builds_the_disjoint_union_with_split_masks(lrgb_root):
     root, graphs = lrgb_root
     data = load_graph(GraphDataConfig(dataset="pascalvoc-sp", data_root=str(root)))
     sizes = {s: sum(g[0].shape[0] for g in gs) for s, gs in graphs.items()}
-    assert data.num_nodes == sum(sizes.values()) and data.num_classes == 21 and data.metric == "f1"
+    assert data.num_nodes == sum(sizes.values()) and data.num_classes == 21
+    assert get_task("node-classification").metric_for(GraphDataConfig(dataset="pascalvoc-sp")).name == "f1"
     for s, n in sizes.items():
         assert int(getattr(data, f"{s}_mask").sum()) == n
     assert bool((data.train_mask.long() + data.val_mask.long() + data.test_mask.long() == 1).all())

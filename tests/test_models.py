@@ -32,7 +32,8 @@ def test_forward_backward_and_roundtrip(name, tmp_path, device):
 
     metrics = train(name, small_cfg(name), SMALL_GRAPH, {"epochs": 3}, out=tmp_path, device=str(device))
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and (tmp_path / "metrics.json").exists()
-    _, _, loaded, data2, ckpt = load_trained(tmp_path / "ckpt.pt", device=str(device))
+    trained = load_trained(tmp_path / "ckpt.pt", device=str(device))
+    loaded, data2, ckpt = trained.model, trained.data, trained.checkpoint
     assert ckpt["model"] == name and ckpt["data"]["csbm_nodes"] == 120
     torch.manual_seed(1)
     _, _, fresh, _, _, _ = build(name, small_cfg(name), SMALL_GRAPH, device)
@@ -87,7 +88,8 @@ def test_pign_gradient_modes_agree_at_the_fixed_point():
 
 def test_anderson_reaches_picards_fixed_point_in_fewer_evaluations(tmp_path):
     train("pign", {"hidden": 16, "max_iter": 10}, SMALL_GRAPH, {"epochs": 30}, out=tmp_path, device="cpu")
-    _, _, model, data, _ = load_trained(tmp_path / "ckpt.pt", device="cpu")
+    trained = load_trained(tmp_path / "ckpt.pt", device="cpu")
+    model, data = trained.model, trained.data
     tol = 1e-6
     with torch.no_grad():
         f = model.encode(data)
@@ -117,8 +119,10 @@ def test_propagation_cache_never_outlives_its_graph(cfg):
 
 
 def test_untrained_registry_entries_refuse_training():
-    with pytest.raises(fixpt.FixptError, match="not trained.*fixpt recycle"):
+    with pytest.raises(fixpt.FixptError, match="not trained.*fixpt sweep"):
         build("alphafold-recycle", {}, {}, torch.device("cpu"))
+    with pytest.raises(fixpt.FixptError, match="not trained.*fixpt recycle"):
+        train("alphafold-recycle", {}, {}, {})
 
 
 def test_batch_size_is_for_sample_tasks():

@@ -22,14 +22,14 @@ from ..errors import FixptError
 from .navier_stokes import SIZES, VISCOSITIES, NavierStokesConfig, generate, load_dataset
 
 
-class FieldDims(tuple):
-    """What a field model needs to know of its input: ``(channels, grid)``, and where the task wants
-    the iteration: on the token embedding (``"tokens"``) or on the image itself (``"pixels"``)."""
+@dataclass(frozen=True)
+class FieldShape:
+    """What a field model needs to know of its input: its channels and grid side, and where the task
+    wants the iteration: on the token embedding (``"tokens"``) or on the image itself (``"pixels"``)."""
 
-    def __new__(cls, channels: int, grid: int, iterate_in: str = "tokens"):
-        obj = super().__new__(cls, (channels, grid))
-        obj.iterate_in = iterate_in
-        return obj
+    channels: int
+    grid: int
+    iterate_in: str = "tokens"
 
 
 @dataclass
@@ -39,17 +39,16 @@ class FieldData:
     train_mask: Tensor
     val_mask: Tensor
     test_mask: Tensor
-    metric: str = "mse"
 
     @property
     def num_samples(self) -> int:
         return self.x.shape[0]
 
     def to(self, device) -> "FieldData":
-        return FieldData(*(t.to(device) for t in (self.x, self.y, self.train_mask, self.val_mask, self.test_mask)), self.metric)
+        return FieldData(*(t.to(device) for t in (self.x, self.y, self.train_mask, self.val_mask, self.test_mask)))
 
     def subset(self, index: Tensor) -> "FieldData":
-        return FieldData(*(t[index] for t in (self.x, self.y, self.train_mask, self.val_mask, self.test_mask)), self.metric)
+        return FieldData(*(t[index] for t in (self.x, self.y, self.train_mask, self.val_mask, self.test_mask)))
 
 
 @dataclass

@@ -76,5 +76,4 @@ def disjoint_union(splits: dict[str, list[Data]]) -> Data:
             gid += 1
     data = Data(x=torch.cat(xs), y=torch.cat(ys), edge_index=torch.cat(edges, dim=1), graph=torch.cat(graph_ids),
                 **{f"{s}_mask": torch.cat(m) for s, m in masks.items()})
-    data.metric = "f1"
     return data

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ..errors import FixptError
 from ..registry import register
+from .views import DIFFUSION_VIEW
 
 SIZES = {
     "small": dict(block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=8,
@@ -71,7 +72,7 @@ def make_scheduler(cfg: DDPMConfig):
                          timestep_spacing="trailing")  # n sampling steps start at t = T - 1 (see fixpt.diffusion.sampling)
 
 
-@register("ddpm", config=DDPMConfig, task="image-generation", iterative=False)
+@register("ddpm", config=DDPMConfig, task="image-generation", iterative=False, view=DIFFUSION_VIEW)
 class DDPM(nn.Module):
     """Denoising diffusion (diffusers UNet2DModel + DDPMScheduler); the diffusion steps are the iterations."""
 
@@ -80,7 +81,7 @@ class DDPM(nn.Module):
         try:
             from diffusers import UNet2DModel
         except ImportError:
-            raise FixptError("the ddpm model needs diffusers: pip install 'fixpt[diffusion]' (or pip install diffusers)") from None
+            raise FixptError("the ddpm model needs diffusers, a dependency of fixpt that is missing here: pip install diffusers") from None
         channels, side = in_dim
         self.cfg = cfg
         self.unet = UNet2DModel(**unet_config(cfg.size, channels, side))

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from ..checkpoint import atomic_write, save_checkpoint
 from ..config import from_dict, to_dict
 from ..errors import DivergenceError, FixptError
-from ..tasks import resolve_device
+from ..device import resolve_device
 from .data import ImageGenerationDataConfig, load_images
 from .model import DDPM, DDPMConfig
 

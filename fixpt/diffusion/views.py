@@ -5,12 +5,15 @@ Jacobian norm of the reverse step map at chosen timesteps)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from ..config import from_dict
 from ..errors import FixptError
+from ..views.base import TextTable, Trained, View, ViewResult
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -86,3 +89,78 @@ def reverse_step_contraction(model, data, ts: list[int], *, n_samples: int, iter
                      "contracting_share": share, "verdict": verdict})
     return {"model": "ddpm", "timesteps": T, "samples": len(x0), "threshold": threshold, "rows": rows,
             "contractive": all(r["verdict"] == "contracts" for r in rows)}
+
+
+@dataclass
+class StepsOptions:
+    steps: str | None = field(default=None, metadata={"help": "diffusion models: denoising step counts, e.g. 10,50,100,250,1000 "
+                                                               "[default: 10,50,100,250,500,T]"})
+    samples: int = field(default=64, metadata={"help": "diffusion models: images sampled per step count"})
+    sampler: str = field(default="ddim", metadata={"help": "diffusion models: ddim (deterministic, eta 0) or ddpm (ancestral, "
+                                                           "fresh noise each step)"})
+    seed: int = field(default=0, metadata={"help": "diffusion models: seed of the starting noise and of the sampler"})
+    out: str | None = field(default=None, metadata={"help": "diffusion models: folder for the image grids [default: CKPT's folder/iterate]"})
+
+
+@dataclass
+class ReverseStepOptions:
+    samples: int = field(default=8, metadata={"help": "diffusion models: noised test images where the norm is measured"})
+    threshold: float = field(default=1.0, metadata={"help": "contractive means below this"})
+    iters: int = field(default=100, metadata={"help": "power-iteration steps per point"})
+    seed: int = field(default=0, metadata={"help": "seed of the random start vectors and pairs"})
+    t: str | None = field(default=None, metadata={"help": "diffusion models: timesteps of the reverse step x_t -> x_(t-1), e.g. 999,500,100,10"})
+
+
+class DiffusionView(View):
+    """The iterations of a DDPM are its denoising steps; its operator is the reverse step at a timestep."""
+
+    name = "diffusion"
+    iterate_options = StepsOptions
+    contraction_options = ReverseStepOptions
+
+    def check_iterate(self, opts: StepsOptions) -> None:
+        from .sampling import SAMPLERS
+
+        if opts.samples < 1:
+            raise FixptError("--samples must be >= 1")
+        if opts.sampler not in SAMPLERS:
+            raise FixptError(f"unknown --sampler {opts.sampler!r}; use one of {', '.join(SAMPLERS)}")
+
+    def check_contraction(self, opts: ReverseStepOptions) -> None:
+        if opts.samples < 1:
+            raise FixptError("--samples must be >= 1")
+
+    def iterate(self, trained: Trained, opts: StepsOptions, progress=None) -> ViewResult:
+        model = trained.model
+        counts = parse_ints(opts.steps, "--steps") if opts.steps is not None else default_steps(model.timesteps)
+        out_dir = Path(opts.out) if opts.out else Path(trained.path).parent / "iterate"
+        data_cfg = from_dict(trained.task.data_config, trained.checkpoint["data"])
+        advance = progress("sampling", sum(counts), f"{opts.samples} images") if progress else None
+        result = iterate_steps(model, trained.data, data_cfg, counts, n_samples=opts.samples, seed=opts.seed, out_dir=out_dir,
+                               on_step=advance, sampler=opts.sampler)
+        has_quality = "quality" in result["rows"][0]
+        table = TextTable(f"ddpm (T = {model.timesteps}), {opts.sampler} sampler: {opts.samples} samples per step count, same "
+                          "starting noise", ["steps", "RMS change from previous", *(["quality (confident share)"] if has_quality else []),
+                                             "grid"], left=("grid",))
+        table.rows = [[str(r["steps"]), "-" if r["change"] is None else f"{r['change']:.4f}",
+                       *([f"{r['quality']:.3f}"] if has_quality else []), Path(r["grid"]).name] for r in result["rows"]]
+        note = (f"wrote the grids and {Path(result['overview']).name} (8 samples per step count, one row each) to {out_dir}; "
+                f"timesteps: {result['spacing']}")
+        return ViewResult(result, [table], [note])
+
+    def contraction(self, trained: Trained, opts: ReverseStepOptions) -> ViewResult:
+        model = trained.model
+        T = model.timesteps
+        ts = parse_ints(opts.t, "--t") if opts.t is not None else sorted({T - 1, T // 2, T // 10, 1}, reverse=True)
+        result = reverse_step_contraction(model, trained.data, ts, n_samples=opts.samples, iters=opts.iters, seed=opts.seed,
+                                          threshold=opts.threshold)
+        table = TextTable(f"ddpm (T = {T}): ||d x_(t-1) / d x_t||_2 of the reverse step over {result['samples']} noised test images",
+                          ["t", "min", "median", "max", f"share < {opts.threshold:g}", "verdict"])
+        colour = {"contracts": "green", "mixed": "yellow", "expands": "red"}
+        table.rows = [[str(r["t"]), f"{r['min']:.4f}", f"{r['median']:.4f}", f"{r['max']:.4f}", f"{r['contracting_share']:.2f}",
+                       f"[{colour[r['verdict']]}]{r['verdict']}[/]"] for r in result["rows"]]
+        notes = ["local norms only: no certified bound exists for a trained UNet's reverse step"]
+        return ViewResult(result, [table], notes, ok=result["contractive"])
+
+
+DIFFUSION_VIEW = DiffusionView()

@@ -66,7 +66,7 @@ class ANIE(IterativeModel):
 
     def __init__(self, cfg: ANIEConfig, in_dim, out_dim: int):
         super().__init__()
-        (in_ch, grid), self.cfg = in_dim, cfg
+        in_ch, grid, self.cfg = in_dim.channels, in_dim.grid, cfg
         s = SIZES[cfg.size]
         self.tokens = FieldTokens(in_ch, out_dim, grid, s["patch"], s["dim"], tubelet=cfg.tubelet, coords=True)
         self.integral = transformer(s["dim"], cfg.blocks, cfg.heads, s["mlp_ratio"])

@@ -35,6 +35,14 @@ class IterativeModel(nn.Module):
     def solver_options(self) -> dict:
         raise NotImplementedError
 
+    def run_statistics(self) -> dict:
+        """What a run's metrics record of the last solve: iterations, convergence and the relative residual per iteration."""
+        sol = self.last_solution
+        if sol is None:
+            return {}
+        return dict(n_iter=sol.n_iter, converged=sol.converged, final_residual=float(sol.residual.max()) if sol.n_iter else None,
+                    residual_trace=sol.rel_trace.max(dim=1).values.tolist())
+
     def certified_lipschitz(self, batch) -> tuple[float | None, str]:
         """A proven upper bound on Lip(T) over the whole space, or (None, why not)."""
         return None, f"{type(self).__name__} has no certified bound"

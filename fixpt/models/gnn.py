@@ -19,13 +19,14 @@ from torch import Tensor, nn
 
 from ..errors import FixptError
 from ..registry import register
+from .widths import GraphWidth
 from .blocks import BACKBONES, GCNBlock, SAGEBlock
 from .gat import GATBlock
 from .dropout import dropout, dropout_features
 
 
 @dataclass
-class GNNConfig:
+class GNNConfig(GraphWidth):
     backbone: str = field(default="gcn", metadata={"choices": BACKBONES, "help": "convolution type"})
     layers: int = field(default=2, metadata={"help": "number of stacked convolutions"})
     hidden: int = field(default=64, metadata={"help": "hidden width"})
@@ -57,6 +58,9 @@ class GNN(nn.Module):
         if c.backbone == "sage":
             return SAGEBlock(a, b, dropout=c.dropout, sparse_input=first)
         return GATBlock(a, b, heads=1, dropout=c.dropout) if last else GATBlock(a, b // c.heads, heads=c.heads, dropout=c.dropout)
+
+    def run_statistics(self) -> dict:
+        return {}  # no iteration to report
 
     def forward(self, data) -> Tensor:
         h = data.x

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..errors import DivergenceError
 from ..registry import register
+from .widths import GraphWidth
 from ..solve import syncing
 from .base import IterativeModel
 from .blocks import BACKBONES, block_lipschitz_bound, make_block
@@ -32,7 +33,7 @@ from .dropout import Dropout, InputLinear
 
 
 @dataclass
-class IterGNNConfig:
+class IterGNNConfig(GraphWidth):
     backbone: str = field(default="gcn", metadata={"choices": BACKBONES, "help": "GNN block iterated"})
     hidden: int = field(default=64, metadata={"help": "width of h"})
     heads: int = field(default=8, metadata={"help": "attention heads (gat)"})
@@ -66,6 +67,9 @@ class IterGNN(IterativeModel):
 
     def solver_options(self) -> dict:
         return dict(method="picard", alpha=0.0, tol=self.cfg.tol, max_iter=self.cfg.max_iter, grad="unroll", batched=False)
+
+    def run_statistics(self) -> dict:
+        return {"n_iter": self.n_iter}  # it stops by its own rule, not by a solve
 
     def certified_lipschitz(self, data) -> tuple[float | None, str]:
         return block_lipschitz_bound(self.block, data.edge_index, data.num_nodes)

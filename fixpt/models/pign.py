@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from ..errors import FixptError
 from ..registry import register
+from .widths import GraphWidth
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
 from .blocks import BACKBONES, block_lipschitz_bound, make_block
@@ -55,7 +56,7 @@ FORMS = {
 
 
 @dataclass
-class PIGNConfig:
+class PIGNConfig(GraphWidth):
     backbone: str = field(default="gcn", metadata={"choices": BACKBONES, "help": "GNN block iterated"})
     form: str = field(default="fixed-point", metadata={"choices": tuple(FORMS), "help": "fixed-point (z = T(z) + f, solved to tol) or paper (Algorithm 1: n damped steps, no free term, dropout in the loop)"})
     hidden: int = field(default=64, metadata={"help": "width of z"})

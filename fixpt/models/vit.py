@@ -152,9 +152,9 @@ class IterativeViT(IterativeModel):
 
     def __init__(self, cfg: ViTConfig, in_dim, out_dim: int):
         super().__init__()
-        (in_ch, grid), self.cfg = in_dim, cfg
+        in_ch, grid, self.cfg = in_dim.channels, in_dim.grid, cfg
         # where the task wants the iteration: on tokens (Navier-Stokes) or on the image (masked pixels)
-        self.pixels = getattr(in_dim, "iterate_in", "tokens") == "pixels"
+        self.pixels = in_dim.iterate_in == "pixels"
         if self.pixels and (in_ch != out_dim or cfg.variant == "vit-3d"):
             raise FixptError(f"iterating on pixels needs a 2-D variant mapping images to images; got {cfg.variant}, {in_ch} -> {out_dim} channels")
         s = cfg.shape()

@@ -10,11 +10,16 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .cli import JsonOpt, app, err, out, print_json, user_errors
-from .errors import FixptError
+from ..cli.console import JsonOpt, err, out, print_json, user_errors
+from ..errors import FixptError
+from ..registry import register_commands
 
 recycle_app = typer.Typer(no_args_is_help=True, help="AlphaFold recycling: run ColabFold with every recycle saved, and score the recycles.")
-app.add_typer(recycle_app, name="recycle")
+
+
+@register_commands
+def add_recycle_commands(app: typer.Typer) -> None:
+    app.add_typer(recycle_app, name="recycle")
 
 
 @recycle_app.command("run")
@@ -33,8 +38,8 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Predict every target with every recycle saved (resumable: finished targets are skipped)."""
-    from .config import from_dict
-    from .recycle.runner import RecycleRunConfig, link_precomputed, read_fasta, run_colabfold
+    from ..config import from_dict
+    from .runner import RecycleRunConfig, link_precomputed, read_fasta, run_colabfold
 
     targets = [name for name, _ in read_fasta(fasta)]
     if backend == "precomputed":
@@ -82,7 +87,7 @@ def score(
     """Score every target x model x seed x recycle: RMSD, GDT-TS/HA, TM-score, lDDT, pLDDT, residuals; flag non-convergence."""
     from rich.progress import Progress
 
-    from .recycle.score import SCORES_CSV, ScoreOptions, score_folder, summarise, write_csv
+    from .score import SCORES_CSV, ScoreOptions, score_folder, summarise, write_csv
 
     opts = ScoreOptions(chain=chain, match="align" if align else "number", window=window, rmsd_tol=rmsd_tol, gdt_tol=gdt_tol)
     with Progress(console=err, disable=not err.is_terminal or as_json, transient=True) as progress:

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ..recycle.sweep_point import RecycleModelConfig, run_point
 from ..registry import register
+from .sweep_point import RecycleModelConfig, run_point
 
 
 @register("alphafold-recycle", config=RecycleModelConfig, task="structure-recycling", iterative=False)

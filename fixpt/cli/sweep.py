@@ -10,12 +10,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .cli import DeviceOpt, JsonOpt, app, err, out, print_json, user_errors
-from .errors import FixptError
-from .sweep import LAYOUTS
+from ..errors import FixptError
+from .console import DeviceOpt, JsonOpt, err, out, print_json, user_errors
 
 
-@app.command()
 @user_errors
 def sweep(
     preset: Annotated[Path, typer.Argument(help="a preset YAML, e.g. presets/table5.yaml")],
@@ -31,7 +29,7 @@ def sweep(
     json_: JsonOpt = False,
 ) -> None:
     """Expand a preset's grid and run every point; rerunning skips the complete runs. Exit 1 if any run failed."""
-    from . import sweep as sw
+    from .. import sweep as sw
 
     if workers < 1:
         raise FixptError(f"--workers {workers} must be >= 1")
@@ -98,7 +96,6 @@ def sweep(
         raise typer.Exit(1)
 
 
-@app.command()
 @user_errors
 def report(
     sweep_dir: Annotated[Path, typer.Argument(help="a directory written by `fixpt sweep`")],
@@ -112,55 +109,11 @@ def report(
                                           "last-epoch: after the last epoch (the paper's protocol)")] = "best-val",
 ) -> None:
     """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold."""
-    from . import report as rp
-    from .plots import plot_residuals, plot_score_vs_iterations
+    from ..report import make_report
 
-    index, runs = rp.load_runs(sweep_dir)
-    layout = layout or index.get("report", "generic")
-    if layout not in LAYOUTS:
-        raise FixptError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
-    if fmt not in rp.FORMATS:
-        raise FixptError(f"unknown format {fmt!r}; valid: {', '.join(rp.FORMATS)}")
-    if compare not in (None, "paper"):
-        raise FixptError(f"--compare {compare!r}: the only reference is 'paper'")
-    if protocol not in rp.PROTOCOLS:
-        raise FixptError(f"unknown protocol {protocol!r}; valid: {', '.join(rp.PROTOCOLS)}")
-    if protocol != "best-val" and layout in ("recycle", "fig2"):
-        raise FixptError(f"--protocol {protocol} applies to the table5, table1 and generic layouts, not to {layout}")
-    if select and layout in ("recycle", "fig2"):
-        raise FixptError(f"--select chooses settings in the table5, table1 and generic layouts, not in {layout}")
-    if layout == "recycle":
-        from .recycle import report as recycle_report
-
-        if compare is not None:
-            raise FixptError("--compare paper: the paper shows its recycling results as figures only; use --plot")
-        sys.stdout.write(recycle_report.render(recycle_report.build(runs), fmt))
-        for p in recycle_report.plot(runs, plot) if plot is not None else []:
-            err.print(f"wrote {p}")
-        return
-    if layout == "fig2":
-        from .diffusion import report as ddpm_report
-
-        if compare is not None:
-            raise FixptError("--compare paper: the paper shows its DDPM results as figures only (CIFAR-10, Inception FID); use --plot")
-        varying = index.get("varying", [])
-        sys.stdout.write(ddpm_report.render(ddpm_report.build(runs, varying), fmt))
-        for p in ddpm_report.plot(runs, varying, plot) if plot is not None else []:
-            err.print(f"wrote {p}")
-        return
-    table = rp.build_table(index, runs, layout, select=select, protocol=protocol)
-    if compare == "paper":
-        rp.attach_paper(table, layout)
-    sys.stdout.write(rp.render(table, fmt))
-    planned = len(index.get("runs", []))
-    if len(runs) < planned:
-        err.print(f"note: {len(runs)} of {planned} planned runs are finished; the table covers those")
-    if plot is not None:
-        plot.mkdir(parents=True, exist_ok=True)
-        varying = index.get("varying", [])
-        written = [p for p in (plot_score_vs_iterations(runs, table.metric, varying, plot / "score_vs_iterations.png"),
-                               plot_residuals(runs, varying, plot / "residuals.png")) if p is not None]
-        for p in written:
-            err.print(f"wrote {p}")
-        if not written:
-            err.print("no figure applies: max_iter does not vary and no run recorded a residual trace")
+    report = make_report(sweep_dir, layout=layout, fmt=fmt, compare=compare, select=select, protocol=protocol, plot=plot)
+    sys.stdout.write(report.text)
+    for line in report.notes:
+        err.print(line)
+    for p in report.written:
+        err.print(f"wrote {p}")

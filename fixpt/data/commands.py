@@ -1,4 +1,4 @@
-"""``fixpt data ...``: generate the data sets that cannot be downloaded here."""
+"""``fixpt data ...``: generate the data sets that cannot be downloaded here (a command of the field family)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .cli import DeviceOpt, JsonOpt, app, err, out, print_json, user_errors
-from .errors import FixptError
+from ..cli.console import DeviceOpt, JsonOpt, err, out, print_json, user_errors
+from ..errors import FixptError
+from ..registry import register_commands
 
 data_app = typer.Typer(no_args_is_help=True, help="Generate data sets (written once, reused when the same options come again).")
-app.add_typer(data_app, name="data")
+
+
+@register_commands
+def add_data_commands(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
 
 
 @data_app.command("navier-stokes")
@@ -34,10 +39,10 @@ def navier_stokes(
     as_json: JsonOpt = False,
 ) -> None:
     """2-D Navier-Stokes vorticity on the torus (the FNO recipe); prints the file's path."""
-    from .config import from_dict
-    from .data.navier_stokes import SIZES, NavierStokesConfig, dataset_path, generate, load_dataset
-    from .data.planetoid import cache_dir
-    from .tasks import resolve_device
+    from ..config import from_dict
+    from ..device import resolve_device
+    from .navier_stokes import SIZES, NavierStokesConfig, dataset_path, generate, load_dataset
+    from .planetoid import cache_dir
 
     if size not in SIZES:
         raise FixptError(f"unknown --size {size!r}; use {' or '.join(SIZES)}")

@@ -1,0 +1,113 @@
+"""``fixpt train MODEL``: one subcommand per registered model that trains, its options generated from the
+model's config, its tasks' data configs and its train config."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import FixptError
+from ..registry import get_spec, list_models
+from ..tasks import get_task
+from .console import err, options_of, out, print_json, progress_bar, user_errors, with_signature
+
+train_app = typer.Typer(no_args_is_help=True, help="Train a registered model (one subcommand per model).")
+
+
+def _data_options(tasks: dict) -> list[inspect.Parameter]:
+    """The data options of every task a model serves, each once."""
+    params, seen = [], set()
+    for t in tasks.values():
+        for p in options_of(t.data_config):
+            if p.name not in seen:
+                seen.add(p.name)
+                params.append(p)
+    return params
+
+
+def _common_options(spec) -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("task", kw, annotation=str, default=typer.Option(spec.task, "--task", help=f"one of: {', '.join(spec.tasks)}")),
+        inspect.Parameter("out_dir", kw, annotation=Optional[Path], default=typer.Option(
+            None, "--out", help="run folder for ckpt.pt and metrics.json [default: runs/<model>-<time>]")),
+        inspect.Parameter("device", kw, annotation=str, default=typer.Option("auto", "--device", help="auto, cpu or cuda")),
+        inspect.Parameter("as_json", kw, annotation=bool, default=typer.Option(False, "--json", help="print the metrics as JSON on stdout")),
+    ]
+
+
+def _configs(kw: dict, spec, task, data_defaults: dict) -> dict[str, dict]:
+    """The options split into the model, data and train configs; a set option of another task's data is an error."""
+    groups = {"model": spec.config, "data": task.data_config, "train": task.train_config}
+    cfgs = {g: {f.name: kw[f.name] for f in dataclasses.fields(cls)} for g, cls in groups.items()}
+    foreign = [k for k in data_defaults if k not in cfgs["data"] and kw[k] != data_defaults[k]]
+    if foreign:
+        raise FixptError(f"--{foreign[0].replace('_', '-')} is not an option of task {task.name!r}; pick the task it belongs to with --task")
+    return cfgs
+
+
+def _show(name: str, task, cfgs: dict, metrics: dict, out_dir: Path) -> None:
+    table = Table(title=f"{name} on {cfgs['data'].get('dataset', task.name)}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if not isinstance(value, (list, dict)):  # curves: in metrics.json and --json
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+    out.print(f"wrote {out_dir / 'ckpt.pt'} and {out_dir / 'metrics.json'}")
+
+
+def make_train_command(name: str) -> None:
+    from ..train import train
+
+    spec = get_spec(name)
+    tasks = {t: get_task(t) for t in spec.tasks}
+    train_config = tasks[spec.task].train_config
+    if any(t.train_config is not train_config for t in tasks.values()):
+        raise RuntimeError(f"model {name!r}: its tasks must share one training config")
+    data_options = _data_options(tasks)
+    params = options_of(spec.config) + data_options + options_of(train_config) + _common_options(spec)
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise RuntimeError(f"model {name!r}: config fields clash with data/train options")
+    data_defaults = {p.name: p.default.default for p in data_options}
+
+    @user_errors
+    def command(**kw):
+        task = tasks[spec.task_for(kw["task"])]
+        cfgs = _configs(kw, spec, task, data_defaults)
+        resumed = task.resumes_from(cfgs["train"])
+        out_dir = kw["out_dir"] or (Path(resumed) if resumed else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
+        # the bar is for people at a terminal; scripts (and --json) get clean stderr
+        with progress_bar(enabled=err.is_terminal and not kw["as_json"] and main_process) as progress:
+            bar = progress.add_task(f"train {name}", total=task.length(cfgs["train"]), stats="")
+
+            def on_epoch(epoch: int, ev: dict) -> None:
+                progress.update(bar, completed=epoch, stats=f"loss {ev['train_loss']:.3f}  " + "  ".join(
+                    f"{k.replace('_', ' ')} {v:.3f}" for k, v in ev.items() if k.startswith("val_") and k != "val_loss"))
+
+            metrics = train(name, cfgs["model"], cfgs["data"], cfgs["train"], out=out_dir, device=kw["device"], on_epoch=on_epoch,
+                            task=task.name)
+        if main_process and kw["as_json"]:
+            print_json({**metrics, "out": str(out_dir)})
+        elif main_process:
+            _show(name, task, cfgs, metrics, out_dir)
+
+    doc = (f"{spec.description}\n\nTask: {', '.join(tasks)}; every option is a field of {spec.config.__name__}, "
+           "the data config or the train config.")
+    train_app.command(name, help=doc)(with_signature(command, params))
+
+
+def add_train_commands(app: typer.Typer) -> None:
+    for name in list_models():
+        if get_task(get_spec(name).task).trains:
+            make_train_command(name)
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,98 @@
+"""The task interface: what a model family's data is, how it is scored and how a model of it is trained.
+
+Every command talks to a task through this class only, never to a data set or a family directly:
+
+- ``data_config`` / ``train_config`` / ``run_config``: the typed configs of ``fixpt train`` and of a sweep point;
+- ``load(data_config)`` and ``input_spec(data)``: the data, and what a model must know of it to be built;
+- ``metric_for(data_config)``: the score's name and direction, the one source of truth for training,
+  seed batches and reports;
+- ``loss`` / ``score``: on a split of the data;
+- ``fit``: train one run (default: the epoch loop of :mod:`fixpt.training.loop`); ``run_point``: one
+  sweep point (default: ``fit``; a family that trains nothing runs and scores instead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..training.config import TrainConfig
+from ..training.loop import fit_epochs
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model is built from: ``model_cls(config, in_dim, out_dim)``."""
+
+    in_dim: Any
+    out_dim: Any
+
+
+@dataclass
+class FitRequest:
+    """One training run as asked for: the model's name and the three configs as plain dicts."""
+
+    model: str
+    model_config: dict
+    data: dict
+    train: dict
+    out: Path | None = None
+    device: str = "auto"
+    on_epoch: Callable[[int, dict], None] | None = None
+    save_ckpt: bool = True
+
+
+class Task:
+    name: str = ""
+    data_config: type = object
+    train_config: type = TrainConfig
+    trains: bool = True  # False: nothing is trained (no `fixpt train` command); run_point does the work
+    minibatches: bool = False  # whether batch_size > 0 applies (independent samples with data.subset)
+    seed_batches: bool = False  # whether the seeds of one configuration may train as one vmapped batch
+    metric: Metric = Metric("accuracy")
+
+    @property
+    def run_config(self) -> type:
+        """The config of a sweep point's ``train`` section."""
+        return self.train_config
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric.higher_is_better
+
+    def metric_for(self, data_config) -> Metric:
+        return self.metric
+
+    def load(self, data_config):
+        raise NotImplementedError
+
+    def input_spec(self, data) -> InputSpec:
+        raise NotImplementedError
+
+    def loss(self, out, data, split: str = "train"):
+        raise NotImplementedError
+
+    def score(self, out, data, split: str, metric: Metric) -> float:
+        raise NotImplementedError
+
+    def length(self, train: dict) -> int:
+        """How many progress units (epochs, steps) a run of this train config takes."""
+        return int(train["epochs"])
+
+    def resumes_from(self, train: dict) -> str | None:
+        """The folder a run continues from (None: a fresh run)."""
+        return None
+
+    def fit(self, spec, request: FitRequest) -> dict:
+        return fit_epochs(spec, self, request)
+
+    def run_point(self, spec, request: FitRequest) -> dict:
+        """One sweep point into ``request.out`` (which exists and holds ``config.json``); returns its metrics."""
+        return self.fit(spec, request)

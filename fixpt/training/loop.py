@@ -1,0 +1,125 @@
+"""The epoch loop: full-batch (or minibatch) Adam, model selection on validation only, and the end of a
+run (best weights reloaded, ``ckpt.pt`` then ``metrics.json`` written). Seed batches
+(:mod:`fixpt.seed_batch`) reuse :func:`evaluate`'s keys, :class:`~fixpt.training.parts.BestEpoch` and
+:func:`finish_run`, so both write the same metrics."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..config import from_dict, to_dict
+from ..device import resolve_device
+from ..errors import DivergenceError, FixptError
+from .build import build_model
+from .parts import BestEpoch, autocast, count_parameters, seed_everything
+from .rundir import RunDir
+
+SPLITS = ("train", "val", "test")
+
+
+def evaluate(model, task, data, metric) -> dict:
+    """``val_loss`` and ``{split}_{metric}`` for every split, in evaluation mode without gradients."""
+    model.eval()
+    with torch.no_grad():
+        out = model(data)
+        return {"val_loss": float(task.loss(out, data, "val")), **{f"{s}_{metric.name}": task.score(out, data, s, metric) for s in SPLITS}}
+
+
+def _batches(data, index, batch_size: int) -> list:
+    if index is None:
+        return [data]
+    order = index[torch.randperm(len(index), device=index.device)]
+    return [data.subset(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
+
+
+def _train_epoch(model, task, batches, opt, cast, epoch: int) -> float:
+    model.train()
+    losses = []
+    for batch in batches:
+        opt.zero_grad(set_to_none=True)
+        with cast():
+            loss = task.loss(model(batch), batch, "train")
+        if not torch.isfinite(loss):
+            raise DivergenceError(f"training loss became {float(loss)} at epoch {epoch}; lower --lr, raise --alpha or use --contractive")
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return sum(losses) / len(losses)
+
+
+def fit_epochs(spec, task, request) -> dict:
+    """Train one run; write ``ckpt.pt`` (unless ``request.save_ckpt`` is False) and then ``metrics.json`` into
+    ``request.out`` (each atomically, metrics last: a run with ``metrics.json`` is complete); return the metrics.
+
+    The reported test score is the one at the epoch of best validation score (:class:`BestEpoch`); the test
+    split never chooses anything."""
+    dev = resolve_device(request.device)
+    tcfg = from_dict(task.train_config, request.train, what="train config")
+    seed_everything(tcfg.seed)
+    model, data, mcfg, dcfg = build_model(spec, task, request.model_config, request.data, dev, tcfg.param_budget)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    metric = task.metric_for(dcfg)
+    if tcfg.batch_size and not task.minibatches:
+        raise FixptError(f"batch_size applies to tasks with independent samples; {task.name} trains on one whole graph (use 0)")
+    index = data.train_mask.nonzero().flatten() if tcfg.batch_size else None
+    cast = autocast(dev, tcfg.use_amp)
+    tracker = BestEpoch(metric.name, metric.higher_is_better, tcfg.patience)
+    start = time.perf_counter()
+    for epoch in range(1, tcfg.epochs + 1):
+        train_loss = _train_epoch(model, task, _batches(data, index, tcfg.batch_size), opt, cast, epoch)
+        ev = {**evaluate(model, task, data, metric), "train_loss": train_loss}
+        if tracker.update(epoch, ev):
+            tracker.best["state"] = copy.deepcopy(model.state_dict())
+        if request.on_epoch is not None:
+            request.on_epoch(epoch, ev)
+        if tracker.exhausted:
+            break
+    run = Finished(spec.name, task, model, data, metric, (mcfg, dcfg, tcfg), dev, time.perf_counter() - start)
+    return finish_run(run, tracker, RunDir(request.out), save_ckpt=request.save_ckpt)
+
+
+@dataclass
+class Finished:
+    """A run whose training is over: what :func:`finish_run` needs besides its tracker."""
+
+    model_name: str
+    task: object
+    model: torch.nn.Module
+    data: object
+    metric: object
+    configs: tuple  # (model, data, train) configs
+    device: torch.device
+    seconds: float
+    extra: dict | None = None
+
+
+def finish_run(run: Finished, tracker: BestEpoch, folder: RunDir, *, save_ckpt: bool) -> dict:
+    """Load the best epoch's weights, evaluate once more (the final solve's statistics), write ``ckpt.pt``
+    (unless ``save_ckpt`` is False) and then ``metrics.json``, and return the metrics.
+
+    Two protocols are recorded: ``test_<metric>`` at the epoch of best validation score (fixpt's
+    selection; the checkpoint holds that epoch's weights) and ``test_<metric>_last_epoch`` (with
+    ``val_<metric>_last_epoch``) from the evaluation after the last epoch run: the paper's protocol,
+    which reports the model as training leaves it."""
+    best, last, m = tracker.best, tracker.last, run.metric.name
+    mcfg, dcfg, tcfg = run.configs
+    run.model.load_state_dict(best["state"])
+    evaluate(run.model, run.task, run.data, run.metric)  # leaves the final (eval-mode) solve in the model
+    metrics = {
+        "model": run.model_name, "task": run.task.name,
+        f"val_{m}": best[f"val_{m}"], f"test_{m}": best[f"test_{m}"], f"train_{m}": best[f"train_{m}"], "val_loss": best["val_loss"],
+        f"test_{m}_last_epoch": last[f"test_{m}"], f"val_{m}_last_epoch": last[f"val_{m}"],
+        "best_epoch": best["epoch"], "epochs_run": tracker.epochs_run, "seconds": run.seconds,
+        "parameters": count_parameters(run.model), "hidden": to_dict(mcfg).get("hidden"), "device": str(run.device),
+        **(run.extra or {}),
+    }
+    metrics.update(run.model.run_statistics())
+    if save_ckpt:
+        folder.write_checkpoint(model=run.model_name, config=to_dict(mcfg), data=to_dict(dcfg), state_dict=best["state"],
+                                train=to_dict(tcfg), metrics=metrics, task=run.task.name)
+    folder.write_metrics(metrics)
+    return metrics

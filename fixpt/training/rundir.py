@@ -1,0 +1,60 @@
+"""The run folder: every file a run writes, each written atomically, ``metrics.json`` last.
+
+A run folder holds ``config.json`` (what was asked for), ``ckpt.pt`` (the weights), ``metrics.json``
+(the results; a run is complete exactly when it exists beside ``config.json``) and, for a failed run,
+``error.json`` (the message and traceback) instead. Writes are atomic (:func:`fixpt.checkpoint.atomic_write`),
+so a run killed at any moment leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import atomic_write, save_checkpoint
+
+CONFIG, CKPT, METRICS, ERROR = "config.json", "ckpt.pt", "metrics.json", "error.json"
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+class RunDir:
+    """One run's folder; ``RunDir(None)`` writes nothing (a run kept in memory only)."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path is not None else None
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def status(self) -> str:
+        """``done`` (metrics and config written), ``failed`` (an error recorded) or ``pending``."""
+        if (self.path / METRICS).is_file() and (self.path / CONFIG).is_file():
+            return "done"
+        return "failed" if (self.path / ERROR).is_file() else "pending"
+
+    def start(self, config: dict) -> None:
+        """Create the folder, forget an earlier failure and record what the run is asked to do."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / ERROR).unlink(missing_ok=True)
+        write_json(self.path / CONFIG, config)
+
+    def write_checkpoint(self, **payload) -> None:
+        if self.path is not None:
+            save_checkpoint(self.path / CKPT, **payload)
+
+    def write_metrics(self, metrics: dict) -> None:
+        if self.path is not None:
+            write_json(self.path / METRICS, metrics)
+
+    def write_error(self, e: BaseException, tb: str | None = None) -> str:
+        """Record a failure in ``error.json``; returns its one-line description ``Type: message``."""
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        tb = tb if tb is not None else "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        if self.path is not None:
+            write_json(self.path / ERROR, {"type": type(e).__name__, "message": message, "traceback": tb})
+        return f"{type(e).__name__}: {message}"

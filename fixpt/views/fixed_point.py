@@ -1,0 +1,150 @@
+"""The fixed-point view: ``iterate`` reruns :math:`z_{k+1} = \\alpha z_k + (1 - \\alpha) P(z_k)` and scores every
+iterate; ``check-contraction`` measures :math:`\\|J_P\\|_2` along the solver's trajectory (:mod:`fixpt.contraction`).
+It uses only the model's ``operator``, ``decode``, ``solver_options`` and ``certified_lipschitz``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..contraction import contraction
+from ..errors import FixptError
+from ..models.base import cached_weights
+from ..solve import solve
+from .base import TextTable, Trained, View, ViewResult
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class IterateOptions:
+    max_iter: int = field(default=50, metadata={"help": "iterations to run"})
+    solver: str | None = field(default=None, metadata={"help": "picard or anderson [default: the model's]"})
+    tol: float | None = field(default=None, metadata={"help": "relative residual tolerance [default: the model's]"})
+    alpha: float | None = field(default=None, metadata={"help": "damping [default: the model's]"})
+    split: str = field(default="test", metadata={"help": "split scored at each iteration"})
+    plot: str | None = field(default=None, metadata={"help": "write residual and score against k to this PNG"})
+
+
+@dataclass
+class ContractionOptions:
+    samples: int = field(default=8, metadata={"help": "points along the solver's trajectory where ||J|| is measured"})
+    threshold: float = field(default=1.0, metadata={"help": "contractive means below this"})
+    iters: int = field(default=100, metadata={"help": "power-iteration steps per point"})
+    require_certificate: bool = field(default=False, metadata={"help": "exit 1 unless a certified bound is below the threshold"})
+    seed: int = field(default=0, metadata={"help": "seed of the random start vectors and pairs"})
+
+
+def trained_depth(solver_options: dict) -> int | None:
+    """The number of steps a model was trained with when it always runs exactly that many (``tol`` 0: a
+    truncated iteration, e.g. PIGN's paper form); None for a model solved to a tolerance."""
+    return int(solver_options["max_iter"]) if solver_options.get("tol") == 0 else None
+
+
+def truncation_note(depth: int) -> str:
+    return (f"note: this model is a truncated iteration, trained to run exactly {depth} steps (tol 0), not solved to a "
+            f"fixed point: its answer is the k = {depth} iterate. Steps past {depth} continue the same (evaluation-mode, "
+            "deterministic) map further than training ever ran it, so the score may drift from the trained answer.")
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class FixedPointView(View):
+    name = "fixed-point"
+    iterate_options = IterateOptions
+    contraction_options = ContractionOptions
+
+    def check_iterate(self, opts: IterateOptions) -> None:
+        if opts.max_iter < 1:
+            raise FixptError(f"--max-iter {opts.max_iter}: iterate needs at least 1 iteration")
+
+    def check_contraction(self, opts: ContractionOptions) -> None:
+        if opts.samples < 1:
+            raise FixptError("--samples must be >= 1")
+
+    def iterate(self, trained: Trained, opts: IterateOptions, progress=None) -> ViewResult:
+        model, data, task, metric = trained.model, trained.data, trained.task, trained.metric
+        solver = model.solver_options()
+        depth = trained_depth(solver)
+        solver.update(max_iter=opts.max_iter, grad="unroll")
+        solver.update({k: v for k, v in (("method", opts.solver), ("tol", opts.tol), ("alpha", opts.alpha)) if v is not None})
+        if opts.split not in SPLITS:
+            raise FixptError(f"unknown split {opts.split!r}; use train, val or test")
+        scores = []
+        with torch.no_grad(), cached_weights(model):
+            f, P = model.operator(data)
+            scores.append(task.score(model.decode(f, data), data, opts.split, metric))
+            sol = solve(P, f, callback=lambda k, z: scores.append(task.score(model.decode(z, data), data, opts.split, metric)), **solver)
+        rows = [{"k": 0, "residual": None, "abs_residual": None, metric.name: scores[0]}]
+        for k in range(1, sol.n_iter + 1):
+            rows.append({"k": k, "residual": float(sol.rel_trace[k - 1].max()), "abs_residual": float(sol.abs_trace[k - 1].max()),
+                         metric.name: scores[k] if k < len(scores) else None})
+        result = {"model": trained.spec.name, "solver": solver["method"], "alpha": solver["alpha"], "tol": solver["tol"],
+                  "split": opts.split, "iterations": rows, "converged_at": sol.n_iter if sol.converged else None,
+                  "n_evals": sol.n_evals, "diverged": sol.diverged, "trained_depth": depth}
+        notes = [truncation_note(depth)] if depth is not None else []
+        if sol.diverged:
+            notes.append(f"[red]diverged[/]: non-finite values at iteration {sol.n_iter}")
+        elif sol.converged:
+            notes.append(f"converged at k = {sol.n_iter} (relative residual <= {solver['tol']}), {sol.n_evals} operator evaluations")
+        else:
+            notes.append(f"not converged within {sol.n_iter} iterations (last relative residual {rows[-1]['residual']:.3e})")
+        if opts.plot is not None:
+            from ..plots import plot_iterations
+
+            plot_iterations(rows, metric.name, result["converged_at"], opts.plot, label=f"{opts.split} {metric.name}",
+                            title=f"{trained.spec.name} ({solver['method']}, alpha={solver['alpha']})", trained_depth=depth)
+            notes.append(f"wrote {opts.plot}")
+        table = TextTable(f"{trained.spec.name}: {solver['method']} iteration, alpha={solver['alpha']}, tol={solver['tol']}",
+                          ["k", "residual (rel)", "residual (abs)", f"{opts.split} {metric.name}"])
+        table.rows = [[str(r["k"]) + (" (trained)" if r["k"] == depth else ""), _fmt(r["residual"], ".3e"),
+                       _fmt(r["abs_residual"], ".3e"), _fmt(r[metric.name], ".4f")] for r in rows]
+        return ViewResult(result, [table], notes, ok=not sol.diverged)
+
+    def contraction(self, trained: Trained, opts: ContractionOptions) -> ViewResult:
+        model, data = trained.model, trained.data
+        solver = model.solver_options()
+        depth = trained_depth(solver)
+        with cached_weights(model):
+            with torch.no_grad():
+                f, P = model.operator(data)
+                iterates = [f]
+                sol = solve(P, f, callback=lambda k, z: iterates.append(z), **{**solver, "grad": "unroll"})
+            picks = torch.linspace(0, len(iterates) - 1, min(opts.samples, len(iterates))).round().long().unique()
+            points = [iterates[i] for i in picks.tolist()]
+            report = contraction(P, points, batched=solver["batched"], certified=model.certified_lipschitz(data),
+                                 threshold=opts.threshold, alpha=solver["alpha"], iters=opts.iters, seed=opts.seed)
+        if sol.n_iter:
+            report.add_banach_bounds(sol.n_iter, float(sol.abs_trace[0].max()), float(sol.abs_trace[-1].max()))
+        result = {**report.as_dict(), "trained_depth": depth}
+        table = _contraction_table(trained.spec.name, report, result, solver["alpha"], len(points))
+        colour = {"certified": "green", "empirical": "yellow", "not contractive": "red"}[report.verdict]
+        notes = [f"verdict: [{colour}]{report.verdict}[/] (threshold {opts.threshold})"]
+        if depth is not None:
+            notes.append(f"{truncation_note(depth)} The points above lie on those {depth} steps; the verdict says whether "
+                         "continuing them would converge.")
+        ok = report.verdict == "certified" if opts.require_certificate else report.contractive
+        return ViewResult({"model": trained.spec.name, **result}, [table], notes, ok=ok)
+
+
+def _contraction_table(name: str, report, result: dict, alpha: float, n_points: int) -> TextTable:
+    ln = result["local_norm"]
+    table = TextTable(f"{name}: contraction of P(z) = T(z) + f  (damping alpha = {alpha})", ["quantity", "value", "meaning"],
+                      left=("quantity", "meaning"))
+    table.rows = [
+        ["local ||J_P||_2", f"{ln['min']:.4f} / {ln['median']:.4f} / {ln['max']:.4f}", f"min / median / max over {n_points} points on the trajectory"],
+        ["spectral radius", f"{report.spectral_radius:.4f}", "rho(J_P(z*)) at the last iterate"],
+        ["empirical ratio", f"{report.empirical_ratio:.4f}", "max ||P(x)-P(y)||/||x-y|| over sampled pairs (lower bound)"],
+        ["certified bound", "none" if report.certified_bound is None else f"{report.certified_bound:.4f}", report.certified_reason],
+    ]
+    if report.bounds:
+        b = report.bounds
+        table.rows += [
+            ["damped factor", f"{report.damped_factor:.4f}", f"alpha + (1-alpha) k, k from the {b['factor_basis']}"],
+            ["Banach a priori", f"{b['a_priori']:.3e}", f"||z_n - z*|| bound (eq. 4), n = {b['n_iter']}"],
+            ["Banach a posteriori", f"{b['a_posteriori']:.3e}", "||z_n - z*|| bound (eq. 5)"],
+        ]
+    return table
