@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .report.runs import FinishedRun
 
 
 def plot_iterations(rows: list[dict], metric: str, converged_at: int | None, path: str | Path, title: str = "",
                     label: str | None = None, trained_depth: int | None = None) -> None:
     """Residual (log scale) and score against the iteration k, side by side (paper, Fig. 1B); a truncated
     iteration's trained depth is marked (the iterate training scored)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .checkpoint import atomic_write
-
+    plt = pyplot()
     ks = [r["k"] for r in rows if r["residual"] is not None]
     res = [r["residual"] for r in rows if r["residual"] is not None]
     fig, (ax_r, ax_s) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -32,13 +30,10 @@ def plot_iterations(rows: list[dict], metric: str, converged_at: int | None, pat
         if converged_at is not None or trained_depth is not None:
             ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,32 +42,31 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG atomically and free it."""
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` atomically in the format its suffix names (PNG by default), and free it."""
     import matplotlib.pyplot as plt
 
     from .checkpoint import atomic_write
 
     fig.tight_layout()
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png"))
     plt.close(fig)
     return path
 
 
-def _series_label(run: dict, keys: list[str]) -> str:
-    parts = [run["model"]] + [f"{k}={run['params'][k]}" for k in keys if k in run["params"]]
-    return " ".join(parts)
+def _series_label(run: FinishedRun, keys: list[str]) -> str:
+    return " ".join([run.model] + [f"{k}={run.params[k]}" for k in keys if k in run.params])
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
-    import numpy as np
+    from .report.table import Cell
 
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    cell = Cell(values)
+    return cell.mean, cell.std
 
 
-def plot_score_vs_iterations(runs: list[dict], metric: str, varying: list[str], path: str | Path) -> Path | None:
+def plot_score_vs_iterations(runs: list[FinishedRun], metric: str, varying: list[str], path: str | Path) -> Path | None:
     """Test score against ``max_iter`` (mean and a +-1 std band over seeds, cut to [0, 1]), one panel per backbone.
 
     Runs of models without ``max_iter`` (plain GNNs) are drawn as a horizontal band, the level
@@ -80,20 +74,20 @@ def plot_score_vs_iterations(runs: list[dict], metric: str, varying: list[str], 
     """
     if "max_iter" not in varying:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     keys = [k for k in varying if k not in ("max_iter", "backbone", "seed", "model")]
-    backbones = sorted({r["params"].get("backbone", "gcn") for r in runs if "max_iter" in r["params"]})
+    backbones = sorted({r.params.get("backbone", "gcn") for r in runs if "max_iter" in r.params})
     fig, axes = plt.subplots(1, len(backbones), figsize=(5.5 * len(backbones), 4), squeeze=False)
     for ax, bb in zip(axes[0], backbones):
         series: dict[str, dict[int, list[float]]] = {}
         flat: dict[str, list[float]] = {}
         for r in runs:
-            if r["params"].get("backbone", "gcn") != bb:
+            if r.params.get("backbone", "gcn") != bb:
                 continue
-            score = r["metrics"][f"test_{metric}"]
+            score = r.metrics[f"test_{metric}"]
             label = _series_label(r, keys)
-            if "max_iter" in r["params"]:
-                series.setdefault(label, {}).setdefault(int(r["params"]["max_iter"]), []).append(score)
+            if "max_iter" in r.params:
+                series.setdefault(label, {}).setdefault(int(r.params["max_iter"]), []).append(score)
             else:
                 flat.setdefault(label, []).append(score)
         for label, by_k in sorted(series.items()):
@@ -111,35 +105,35 @@ def plot_score_vs_iterations(runs: list[dict], metric: str, varying: list[str], 
         ax.set(xlabel="max_iter (Picard iterations)", ylabel=f"test {metric}", title=f"backbone {bb}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def plot_residuals(runs: list[dict], varying: list[str], path: str | Path) -> Path | None:
+def plot_residuals(runs: list[FinishedRun], varying: list[str], path: str | Path) -> Path | None:
     """Relative residual of the final evaluation solve against the iteration (log scale), averaged
     over seeds (geometric mean, as residuals spread over decades), one panel per backbone."""
     import numpy as np
 
-    with_trace = [r for r in runs if r["metrics"].get("residual_trace")]
+    with_trace = [r for r in runs if r.metrics.get("residual_trace")]
     if not with_trace:
         return None
     # when max_iter varies, each configuration's longest solve shows the whole trajectory
     keys = [k for k in varying if k not in ("backbone", "seed", "model", "max_iter")]
     longest: dict[tuple, int] = {}
     for r in with_trace:
-        group = (r["model"], r["params"].get("backbone"), _series_label(r, keys))
-        longest[group] = max(longest.get(group, 0), int(r["params"].get("max_iter", 0)))
+        group = (r.model, r.params.get("backbone"), _series_label(r, keys))
+        longest[group] = max(longest.get(group, 0), int(r.params.get("max_iter", 0)))
     with_trace = [r for r in with_trace
-                  if int(r["params"].get("max_iter", 0)) == longest[(r["model"], r["params"].get("backbone"), _series_label(r, keys))]]
+                  if int(r.params.get("max_iter", 0)) == longest[(r.model, r.params.get("backbone"), _series_label(r, keys))]]
     if "max_iter" in varying:
         keys = keys + ["max_iter"]
-    plt = _pyplot()
-    backbones = sorted({r["params"].get("backbone", "gcn") for r in with_trace})
+    plt = pyplot()
+    backbones = sorted({r.params.get("backbone", "gcn") for r in with_trace})
     fig, axes = plt.subplots(1, len(backbones), figsize=(5.5 * len(backbones), 4), squeeze=False)
     for ax, bb in zip(axes[0], backbones):
         groups: dict[str, list[list[float]]] = {}
         for r in with_trace:
-            if r["params"].get("backbone", "gcn") == bb:
-                groups.setdefault(_series_label(r, keys), []).append(r["metrics"]["residual_trace"])
+            if r.params.get("backbone", "gcn") == bb:
+                groups.setdefault(_series_label(r, keys), []).append(r.metrics["residual_trace"])
         for label, traces in sorted(groups.items()):
             n = max(len(t) for t in traces)
             a = np.full((len(traces), n), np.nan)
@@ -151,4 +145,4 @@ def plot_residuals(runs: list[dict], varying: list[str], path: str | Path) -> Pa
         ax.set(xlabel="iteration k", ylabel=r"$\|z_k - z_{k-1}\| / \|z_k\|$", title=f"residual, backbone {bb}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -11,128 +11,104 @@ digits stand-in, which are never mixed in one column) and the quality score. Fig
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FixptError
+from ..plots import pyplot, save_figure
+from ..registry import register_layout
+from ..report import Cell, FinishedRun, Layout, Note, Options, Row, SweepRuns, Table
 
+TASK = "image-generation"
 COLUMNS = (("test_loss_area", "test loss area"), ("train_loss", "train loss"), ("fid", "FID"),
            ("quality", "quality"), ("quality_real", "quality (real digits)"), ("class_entropy", "class entropy (bits)"))
 
 
-def _group_key(run: dict, varying: list[str]) -> tuple:
-    extra = tuple(f"{k}={run['params'][k]}" for k in varying if k not in ("seed", "timesteps") and k in run["params"])
-    return int(run["metrics"]["timesteps"]), extra
+@register_layout("fig2")
+class Fig2(Layout):
+    paper_absent = "--compare paper: the paper shows its DDPM results as figures only (CIFAR-10, Inception FID); use --plot"
+
+    def table(self, sweep: SweepRuns, options: Options) -> Table:
+        return fig2_table(sweep.runs, sweep.varying)
+
+    def figures(self, sweep: SweepRuns, table: Table, folder: Path) -> list[Path]:
+        return [plot_against_T(table, folder / "fig2_loss_fid.png"), plot_loss_curves(sweep.runs, folder / "fig8_loss_per_timestep.png")]
 
 
-def _stats(values: list) -> tuple[float, float, int]:
-    a = np.asarray([v for v in values if v is not None], dtype=float)
-    if len(a) == 0:
-        return math.nan, math.nan, 0
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, len(a)
-
-
-def build(runs: list[dict], varying: list[str]) -> list[dict]:
-    """One record per (T, other varying keys): ``{"T", "group", "n", "fid_kind", label: (mean, std, n)}``."""
-    runs = [r for r in runs if r["metrics"].get("task") == "image-generation"]
+def ddpm_runs(runs: list[FinishedRun]) -> list[FinishedRun]:
+    runs = [r for r in runs if r.task == TASK]
     if not runs:
-        raise FixptError("the fig2 layout is for DDPM sweeps (task image-generation); this sweep has no such finished run")
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        groups.setdefault(_group_key(r, varying), []).append(r)
-    table = []
+        raise FixptError(f"the fig2 layout is for DDPM sweeps (task {TASK}); this sweep has no such finished run")
+    return runs
+
+
+def fig2_table(runs: list[FinishedRun], varying: list[str]) -> Table:
+    """One row per (T, other varying keys), a column per score that some run recorded."""
+    groups: dict[tuple, list[FinishedRun]] = {}
+    for r in ddpm_runs(runs):
+        extra = tuple(f"{k}={r.params[k]}" for k in varying if k not in ("seed", "timesteps") and k in r.params)
+        groups.setdefault((int(r.metrics["timesteps"]), extra), []).append(r)
+    rows = []
     for (T, extra), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        kinds = sorted({r["metrics"].get("fid_kind") or "none" for r in rs})
+        kinds = sorted({r.metrics.get("fid_kind") or "none" for r in rs})
         if len(kinds) > 1:
             raise FixptError(f"T={T} {' '.join(extra)}: runs mix FID kinds ({'; '.join(kinds)}); they are not comparable")
-        rec = {"T": T, "group": " ".join(extra), "n": len(rs), "fid_kind": kinds[0]}
-        for key, label in COLUMNS:
-            rec[label] = _stats([r["metrics"].get(key) for r in rs])
-        table.append(rec)
-    return table
+        group = " ".join(extra)
+        cells = {label: Cell([float(r.metrics[key]) for r in rs if r.metrics.get(key) is not None]) for key, label in COLUMNS}
+        rows.append(Row(str(T), cells, text={"group": group, "runs": str(len(rs))}, fields={"T": T, "group": group},
+                        tail={"fid_kind": kinds[0]}))
+    scores = [label for _, label in COLUMNS if any(row.cells[label].values for row in rows)]
+    kinds = sorted({row.tail["fid_kind"] for row in rows})
+    columns = (["group"] if any(row.text["group"] for row in rows) else []) + ["runs"] + scores
+    return Table(columns, rows, corner="T", notes=[Note([f"FID features: {'; '.join(kinds)}"])])
 
 
-def render(table: list[dict], fmt: str) -> str:
-    labels = [label for _, label in COLUMNS if any(r[label][2] for r in table)]
-    cell = lambda m, s, n, pm="±": "-" if math.isnan(m) else (f"{m:.4f}" if n < 2 else f"{m:.4f} {pm} {s:.4f}")  # noqa: E731
-    kinds = sorted({r["fid_kind"] for r in table})
-    if fmt in ("md", "latex"):
-        head = ["T"] + (["group"] if any(r["group"] for r in table) else []) + ["runs"] + labels
-        rows = [[str(r["T"])] + ([r["group"]] if "group" in head else []) + [str(r["n"])]
-                + [cell(*r[label], pm="±" if fmt == "md" else r"$\pm$") for label in labels] for r in table]
-        note = f"FID features: {'; '.join(kinds)}"
-        if fmt == "md":
-            lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
-            return "\n".join(lines + ["", note]) + "\n"
-        esc = lambda s: s.replace("%", r"\%").replace("_", r"\_")  # noqa: E731
-        lines = [r"\begin{tabular}{l" + "c" * (len(head) - 1) + "}", r"\toprule", " & ".join(map(esc, head)) + r" \\", r"\midrule"]
-        lines += [" & ".join(map(esc, r)) + r" \\" for r in rows] + [r"\bottomrule", r"\end{tabular}", "% " + esc(note)]
-        return "\n".join(lines) + "\n"
-    records = [{"T": r["T"], "group": r["group"], "column": label, "mean": r[label][0], "std": r[label][1], "n": r[label][2],
-                "fid_kind": r["fid_kind"]} for r in table for label in labels]
-    if fmt == "json":
-        clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
-        return json.dumps([{k: clean(v) for k, v in rec.items()} for rec in records]) + "\n"
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(records[0]))
-    writer.writeheader()
-    writer.writerows(records)
-    return buf.getvalue()
-
-
-def plot(runs: list[dict], varying: list[str], folder: str | Path) -> list[Path]:
-    from ..plots import _pyplot, _save
-
-    plt = _pyplot()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    table = build(runs, varying)
-    written = []
+def plot_against_T(table: Table, path: Path) -> Path:
+    """Figure 2: test-loss area, training loss and FID against T, one line per group."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for group in sorted({r["group"] for r in table}):
-        rows = [r for r in table if r["group"] == group]
-        Ts = [r["T"] for r in rows]
+    groups = sorted({row.fields["group"] for row in table.rows})
+    for group in groups:
+        rows = [row for row in table.rows if row.fields["group"] == group]
+        Ts = [row.fields["T"] for row in rows]
         for ax, label in zip(axes, ("test loss area", "train loss", "FID")):
-            mean = np.array([r[label][0] for r in rows])
-            std = np.array([r[label][1] for r in rows])
+            mean = np.array([row.cells[label].mean for row in rows])
+            std = np.array([row.cells[label].std for row in rows])
             ax.errorbar(Ts, mean, yerr=np.nan_to_num(std), marker="o", capsize=3, label=group or None)
-    kinds = sorted({r["fid_kind"] for r in table})
+    kinds = sorted({row.tail["fid_kind"] for row in table.rows})
     axes[0].set(xlabel="diffusion steps T", ylabel="area under the test loss per timestep", title="test loss")
     axes[1].set(xlabel="diffusion steps T", ylabel="noise-prediction MSE, last window", title="training loss")
     axes[2].set(xlabel="diffusion steps T", ylabel="FID")
     axes[2].set_title("FID, features: " + textwrap.fill("; ".join(kinds), 45), fontsize=9)
     for ax in axes:
         ax.grid(alpha=0.3)
-        if any(r["group"] for r in table):
+        if any(groups):
             ax.legend(fontsize=7)
-    written.append(_save(fig, folder / "fig2_loss_fid.png"))
+    return save_figure(fig, path)
 
+
+def plot_loss_curves(runs: list[FinishedRun], path: Path) -> Path:
+    """Figure 8 (top): the test loss per timestep, and the training loss, one colour per T."""
+    plt = pyplot()
+    runs = ddpm_runs(runs)
     fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(11, 3.8))
     cmap = plt.get_cmap("viridis")
-    Ts = sorted({int(r["metrics"]["timesteps"]) for r in runs if r["metrics"].get("task") == "image-generation"})
+    Ts = sorted({int(r.metrics["timesteps"]) for r in runs})
     colour = {T: cmap(i / max(1, len(Ts) - 1)) for i, T in enumerate(Ts)}
     labelled = set()
-    for r in sorted(runs, key=lambda r: r["metrics"].get("timesteps", 0)):
-        m = r["metrics"]
-        if m.get("task") != "image-generation":
-            continue
-        T = int(m["timesteps"])
+    for r in sorted(runs, key=lambda r: r.metrics.get("timesteps", 0)):
+        T = int(r.metrics["timesteps"])
         label = f"T={T}" if T not in labelled else None
         labelled.add(T)
-        u, loss = zip(*m["loss_per_timestep"])
+        u, loss = zip(*r.metrics["loss_per_timestep"])
         ax_t.semilogy(u, loss, color=colour[T], label=label, alpha=0.8)
-        steps, curve = zip(*m["loss_curve"])
+        steps, curve = zip(*r.metrics["loss_curve"])
         ax_l.semilogy(steps, curve, color=colour[T], label=label, alpha=0.8)
     ax_t.set(xlabel="t / (T - 1)", ylabel="test noise-prediction MSE", title="test loss per timestep (Figure 8)")
     ax_l.set(xlabel="training step", ylabel="training loss (window mean)", title="training loss")
     for ax in (ax_t, ax_l):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    written.append(_save(fig, folder / "fig8_loss_per_timestep.png"))
-    return written
+    return save_figure(fig, path)

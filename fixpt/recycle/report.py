@@ -15,9 +15,6 @@ axis (1 = the target's best GDT-TS, resp. its worst RMSD):
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import warnings
 from pathlib import Path
@@ -25,70 +22,53 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FixptError
+from ..plots import pyplot, save_figure
+from ..registry import register_layout
+from ..report import Cell, FinishedRun, Layout, Note, NumberFormat, Options, Row, SweepRuns, Table
 
 COLUMNS = (("gdt_ts", 0, "GDT-TS r0"), ("gdt_ts", -1, "GDT-TS last"), ("rmsd", 0, "CA-RMSD r0 (A)"),
            ("rmsd", -1, "CA-RMSD last (A)"), ("tm_score", -1, "TM last"), ("lddt", -1, "lDDT last"),
            ("plddt", -1, "pLDDT last"), ("contraction_ratio", -2, "last residual ratio"))
 
 
-def trajectories(runs: list[dict]) -> list[dict]:
-    out = [t for r in runs for t in r["metrics"].get("trajectories", [])]
+@register_layout("recycle")
+class Recycle(Layout):
+    paper_absent = "--compare paper: the paper shows its recycling results as figures only; use --plot"
+
+    def table(self, sweep: SweepRuns, options: Options) -> Table:
+        return recycle_table(sweep.runs)
+
+    def figures(self, sweep: SweepRuns, table: Table, folder: Path) -> list[Path]:
+        return plot(sweep.runs, folder)
+
+
+def trajectories(runs: list[FinishedRun]) -> list[dict]:
+    out = [t for r in runs for t in r.metrics.get("trajectories", [])]
     if not out:
         raise FixptError("these runs hold no recycle trajectories; the recycle layout is for alphafold-recycle sweeps")
     return out
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
-    a = np.asarray([v for v in values if v is not None], dtype=float)
-    if len(a) == 0:
-        return math.nan, math.nan
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
-
-
-def build(runs: list[dict]) -> list[dict]:
-    """One record per target: ``{"target", "n", "flagged", column label: (mean, std), "verdicts"}``."""
+def recycle_table(runs: list[FinishedRun]) -> Table:
+    """One row per target: each score's mean +- std over the target's trajectories, and how many were flagged."""
     by_target: dict[str, list[dict]] = {}
     for t in trajectories(runs):
         by_target.setdefault(t["target"], []).append(t)
-    table = []
+    rows, flagged = [], []
     for target in sorted(by_target):
         ts = by_target[target]
-        rec = {"target": target, "n": len(ts), "flagged": sum(bool(t["flagged"]) for t in ts),
-               "verdicts": [f"model {t['model']} seed {t['seed']}: {t['verdict']}" for t in ts if t["flagged"]]}
-        for key, at, label in COLUMNS:
-            rec[label] = _stats([t[key][at] if len(t[key]) >= abs(at) else None for t in ts])
-        table.append(rec)
-    return table
+        n, k = len(ts), sum(bool(t["flagged"]) for t in ts)
+        cells = {label: Cell([float(t[key][at]) for t in ts if len(t[key]) >= abs(at) and t[key][at] is not None], runs=n)
+                 for key, at, label in COLUMNS}
+        rows.append(Row(target, cells, text={"trajectories": str(n), "flagged": f"{k} of {n}"}, fields={"target": target},
+                        tail={"flagged": k}))
+        flagged += [f"- {target}: model {t['model']} seed {t['seed']}: {t['verdict']}" for t in ts if t["flagged"]]
+    notes = [Note(["Flagged (not converging):"] + flagged, latex=False)] if flagged else []
+    return Table(["trajectories"] + [label for _, _, label in COLUMNS] + ["flagged"], rows, NumberFormat(decimals=2, spread_of_one=True),
+                 corner="target", notes=notes)
 
 
-def render(table: list[dict], fmt: str) -> str:
-    labels = [label for _, _, label in COLUMNS]
-    cell = lambda m, s, pm="±": "-" if math.isnan(m) else f"{m:.2f} {pm} {s:.2f}"  # noqa: E731
-    if fmt in ("md", "latex"):
-        head = ["target", "trajectories"] + labels + ["flagged"]
-        rows = [[r["target"], str(r["n"])] + [cell(*r[l], pm="±" if fmt == "md" else r"$\pm$") for l in labels]
-                + [f"{r['flagged']} of {r['n']}"] for r in table]
-        if fmt == "md":
-            lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
-            notes = [f"- {r['target']}: {v}" for r in table for v in r["verdicts"]]
-            return "\n".join(lines + (["", "Flagged (not converging):"] + notes if notes else [])) + "\n"
-        esc = lambda s: s.replace("%", r"\%").replace("_", r"\_")  # noqa: E731
-        lines = [r"\begin{tabular}{l" + "c" * (len(head) - 1) + "}", r"\toprule", " & ".join(map(esc, head)) + r" \\", r"\midrule"]
-        lines += [" & ".join(map(esc, r)) + r" \\" for r in rows] + [r"\bottomrule", r"\end{tabular}"]
-        return "\n".join(lines) + "\n"
-    records = [{"target": r["target"], "column": l, "mean": r[l][0], "std": r[l][1], "n": r["n"], "flagged": r["flagged"]}
-               for r in table for l in labels]
-    if fmt == "json":
-        clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
-        return json.dumps([{k: clean(v) for k, v in rec.items()} for rec in records]) + "\n"
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["target", "column", "mean", "std", "n", "flagged"])
-    writer.writeheader()
-    writer.writerows(records)
-    return buf.getvalue()
-
-
-def _target_means(runs: list[dict], key: str) -> dict[str, np.ndarray]:
+def _target_means(runs: list[FinishedRun], key: str) -> dict[str, np.ndarray]:
     """Each target's mean curve of ``key`` over its trajectories (NaN where a recycle is missing)."""
     by_target: dict[str, list] = {}
     for t in trajectories(runs):
@@ -108,11 +88,8 @@ def _minmax(curve: np.ndarray) -> np.ndarray:
     return np.zeros_like(curve) if hi - lo < 1e-12 else (curve - lo) / (hi - lo)
 
 
-def plot(runs: list[dict], folder: Path) -> list[Path]:
-    from ..plots import _pyplot, _save
-
-    plt = _pyplot()
-    folder.mkdir(parents=True, exist_ok=True)
+def plot(runs: list[FinishedRun], folder: Path) -> list[Path]:
+    plt = pyplot()
     gdt, rmsd = _target_means(runs, "gdt_ts"), _target_means(runs, "rmsd")
     written = []
 
@@ -123,7 +100,7 @@ def plot(runs: list[dict], folder: Path) -> list[Path]:
         ax.set(xlabel="recycle", ylabel=f"{name}, min-max normalised per target", title=f"{name} per target")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2)
-    written.append(_save(fig, folder / "recycle_per_target.png"))
+    written.append(save_figure(fig, folder / "recycle_per_target.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for curves, name, color in ((gdt, "GDT-TS", "tab:blue"), (rmsd, "CA-RMSD", "tab:red")):
@@ -137,7 +114,7 @@ def plot(runs: list[dict], folder: Path) -> list[Path]:
     ax.set(xlabel="recycle", ylabel="min-max normalised score", title="mean over targets")
     ax.grid(alpha=0.3)
     ax.legend()
-    written.append(_save(fig, folder / "recycle_mean.png"))
+    written.append(save_figure(fig, folder / "recycle_mean.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for target, curve in _target_means(runs, "residual_rmsd").items():
@@ -147,5 +124,5 @@ def plot(runs: list[dict], folder: Path) -> list[Path]:
     ax.set(xlabel="recycle k", ylabel=r"CA-RMSD($x_k$, $x_{k+1}$) (A)", title="Picard residual between recycles")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
-    written.append(_save(fig, folder / "recycle_residuals.png"))
+    written.append(save_figure(fig, folder / "recycle_residuals.png"))
     return written
