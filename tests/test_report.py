@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fixpt.cli import app
-from fixpt.report import paper_results
+from fixpt.registry import LAYOUTS
+from fixpt.report import Cell, Note, NumberFormat, Row, Table, make_report, paper_results, render
 
 runner = CliRunner()
 
@@ -18,8 +19,9 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def make_sweep(root, runs, report="table5", varying=("model", "backbone", "dataset", "noise")):
-    """A sweep directory as `fixpt sweep` writes it: index.json and runs/<id>/{config,metrics}.json."""
+def make_sweep(root, runs, report="table5", varying=("model", "backbone", "dataset", "noise"), task=None):
+    """A sweep directory as `fixpt sweep` writes it: index.json and runs/<id>/{config,metrics}.json (the
+    config without its task unless ``task`` is given: a run older than that record)."""
     root.mkdir(parents=True, exist_ok=True)
     index = []
     for i, (model, params, metrics) in enumerate(runs):
@@ -28,7 +30,7 @@ def make_sweep(root, runs, report="table5", varying=("model", "backbone", "datas
         if metrics is not None:
             d = root / "runs" / rid
             d.mkdir(parents=True)
-            (d / "config.json").write_text(json.dumps({"model": model, "params": params}))
+            (d / "config.json").write_text(json.dumps({"model": model, "params": params, **({"task": task} if task else {})}))
             (d / "metrics.json").write_text(json.dumps(metrics))
     (root / "index.json").write_text(json.dumps({"name": "t", "report": report, "varying": list(varying), "runs": index}))
     return root
@@ -268,3 +270,151 @@ def test_last_epoch_protocol_on_old_runs_says_what_to_do(table5_dir):
                          (("--protocol", "final"), "unknown protocol")]:
         res = run("report", table5_dir, *args)
         assert res.exit_code == 2 and needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output
+
+
+def test_table1_in_latex_csv_and_json(tmp_path):
+    runs = [(m, {"backbone": b, "seed": s, "form": "paper"}, {"test_f1": v, "seconds": 4.0}) for m, b, vals in
+            [("gnn", "gcn", [0.15, 0.16]), ("pign", "gcn", [0.18, 0.19]), ("itergnn", "gat", [0.11, 0.13])] for s, v in enumerate(vals)]
+    d = make_sweep(tmp_path, runs, report="table1", varying=("model", "backbone"))
+    tex = run("report", d, "--format", "latex").stdout.splitlines()
+    assert tex[:3] == [r"\begin{tabular}{lcc}", r"\toprule", r" & GCN & GAT \\"]
+    assert r"PIGN & \textbf{0.1850 $\pm$ 0.0071} & - \\" in tex and tex[-1] == "% f1, best-val epoch"
+    rows = list(csv.DictReader(io.StringIO(run("report", d, "--format", "csv").stdout)))
+    assert [(r["row"], r["column"], r["n"], r["best"]) for r in rows] == [
+        ("w/o iterations", "GCN", "2", "False"), ("IterGNN", "GAT", "2", "True"), ("PIGN", "GCN", "2", "True")]
+    doc = json.loads(run("report", d, "--format", "json").stdout)
+    assert (doc["metric"], doc["protocol"], doc["source"]) == ("f1", "best-val", "")
+    assert doc["cells"][0]["values"] == [0.15, 0.16] and doc["cells"][0]["seconds_mean"] == 4.0
+
+
+def test_generic_in_latex_and_csv(tmp_path):
+    runs = [("pign", {"alpha": a, "seed": s}, {"test_accuracy": 0.5 + a / 10 + s / 100}) for a in (0.2, 0.8) for s in range(2)]
+    d = make_sweep(tmp_path, runs, report="generic", varying=("alpha",))
+    tex = run("report", d, "--format", "latex").stdout
+    assert r" & test accuracy \\" in tex and r"alpha=0.8 & \textbf{58.5 $\pm$ 0.7} \\" in tex
+    rows = list(csv.DictReader(io.StringIO(run("report", d, "--format", "csv").stdout)))
+    assert [(r["row"], r["column"], r["metric"]) for r in rows] == [("alpha=0.2", "test accuracy", "accuracy"),
+                                                                     ("alpha=0.8", "test accuracy", "accuracy")]
+
+
+def ddpm_metrics(T, s, fid=True):
+    m = {"task": "image-generation", "timesteps": T, "train_loss": 0.1 + T / 1000, "test_loss_area": 1.0 / T + s / 1000,
+         "loss_per_timestep": [[t / (T - 1), 0.5 / (1 + t)] for t in range(0, T, T // 4)], "loss_curve": [[1, 1.0], [2, 0.5]],
+         "quality": 0.5, "fid_kind": "digits-classifier (not comparable with published FID)"}
+    return {**m, "fid": 30.0 - T / 10 + s} if fid else m
+
+
+def fig2_sweep(root):
+    runs = [("ddpm", {"timesteps": T, "size": size, "seed": s}, ddpm_metrics(T, s, fid=size == "small"))
+            for size in ("small", "tiny") for T in (20, 40) for s in range(2 if T == 20 else 1)]
+    runs.append(("ddpm", {"timesteps": 80, "size": "small", "seed": 0}, None))  # planned, unfinished
+    return make_sweep(root, runs, report="fig2", varying=("timesteps", "size"))
+
+
+def test_fig2_layout_in_every_format(tmp_path):
+    d = fig2_sweep(tmp_path)
+    md = run("report", d)
+    assert md.exit_code == 0, md.output
+    lines = md.stdout.splitlines()
+    assert lines[0] == "| T | group | runs | test loss area | train loss | FID | quality |"
+    assert lines[2] == "| 20 | size=small | 2 | 0.0505 ± 0.0007 | 0.1200 ± 0.0000 | 28.5000 ± 0.7071 | 0.5000 ± 0.0000 |"
+    assert lines[5] == "| 40 | size=tiny | 1 | 0.0250 | 0.1400 | - | 0.5000 |"  # no FID recorded; one run: no spread
+    assert lines[-1] == "FID features: digits-classifier (not comparable with published FID)"
+    assert "note: 6 of 7 planned runs are finished" in md.stderr
+    tex = run("report", d, "--format", "latex").stdout.splitlines()
+    assert tex[2] == r"T & group & runs & test loss area & train loss & FID & quality \\"
+    assert tex[-1] == "% FID features: digits-classifier (not comparable with published FID)"
+    rows = list(csv.DictReader(io.StringIO(run("report", d, "--format", "csv").stdout)))
+    assert list(rows[0]) == ["T", "group", "column", "mean", "std", "n", "fid_kind"] and len(rows) == 4 * 4
+    fid = {(r["T"], r["group"]): r for r in rows if r["column"] == "FID"}
+    assert fid["40", "size=tiny"]["n"] == "0" and fid["40", "size=tiny"]["mean"] == "nan"
+    records = json.loads(run("report", d, "--format", "json").stdout)
+    empty = next(r for r in records if r["T"] == 40 and r["group"] == "size=tiny" and r["column"] == "FID")
+    assert empty["mean"] is None and empty["std"] is None and empty["n"] == 0  # NaN is written as null
+
+
+def test_fig2_figures(tmp_path):
+    res = run("report", fig2_sweep(tmp_path / "sw"), "--plot", tmp_path / "fig")
+    assert res.exit_code == 0, res.output
+    for name in ("fig2_loss_fid.png", "fig8_loss_per_timestep.png"):
+        assert (tmp_path / "fig" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and name in res.stderr
+
+
+def recycle_sweep(root):
+    def trajectory(target, model, seed, flagged):
+        return {"target": target, "model": model, "seed": seed, "gdt_ts": [50.0 + seed, 90.0 + model], "rmsd": [4.0, 1.0 + seed],
+                "tm_score": [0.5, 0.9], "lddt": [70.0, 80.0], "plddt": [None, None], "contraction_ratio": [None, 0.5 + seed, None],
+                "residual_rmsd": [1.0, None], "verdict": "not contracting" if flagged else "converging", "flagged": flagged}
+
+    runs = [("alphafold-recycle", {"target": "1AKI", "seed": 0},
+             {"test_gdt_ts": 0.9, "trajectories": [trajectory("1AKI", 1, s, s == 0) for s in range(2)]}),
+            ("alphafold-recycle", {"target": "1CRN", "seed": 0}, {"test_gdt_ts": 0.9, "trajectories": [trajectory("1CRN", 2, 0, False)]})]
+    return make_sweep(root, runs, report="recycle", varying=("target",), task="structure-recycling")
+
+
+def test_recycle_layout_in_every_format(tmp_path):
+    d = recycle_sweep(tmp_path)
+    md = run("report", d).stdout.splitlines()
+    assert md[0] == ("| target | trajectories | GDT-TS r0 | GDT-TS last | CA-RMSD r0 (A) | CA-RMSD last (A) | TM last | lDDT last "
+                     "| pLDDT last | last residual ratio | flagged |")
+    assert md[2] == ("| 1AKI | 2 | 50.50 ± 0.71 | 91.00 ± 0.00 | 4.00 ± 0.00 | 1.50 ± 0.71 | 0.90 ± 0.00 | 80.00 ± 0.00 | - "
+                     "| 1.00 ± 0.71 | 1 of 2 |")
+    assert md[3].startswith("| 1CRN | 1 | 50.00 ± 0.00 |")  # the recycle table shows the spread of one trajectory too
+    assert md[-2:] == ["Flagged (not converging):", "- 1AKI: model 1 seed 0: not contracting"]
+    tex = run("report", d, "--format", "latex").stdout.splitlines()
+    assert tex[-1] == r"\end{tabular}" and r"1AKI & 2 & 50.50 $\pm$ 0.71" in tex[4]  # no notes in LaTeX
+    rows = list(csv.DictReader(io.StringIO(run("report", d, "--format", "csv").stdout)))
+    assert list(rows[0]) == ["target", "column", "mean", "std", "n", "flagged"]
+    plddt = [r for r in rows if r["column"] == "pLDDT last"]
+    assert [(r["n"], r["mean"], r["flagged"]) for r in plddt] == [("2", "nan", "1"), ("1", "nan", "0")]  # n: trajectories
+    records = json.loads(run("report", d, "--format", "json").stdout)
+    assert records[0] == {"target": "1AKI", "column": "GDT-TS r0", "mean": 50.5, "std": pytest.approx(0.7071, abs=1e-4),
+                          "n": 2, "flagged": 1}
+
+
+def test_metric_direction_comes_from_the_task(tmp_path):
+    """A DDPM sweep in the generic layout bolds the smallest loss area: its task ranks lower scores higher
+    (before, only a metric named mse did)."""
+    runs = [("ddpm", {"timesteps": T, "seed": 0}, ddpm_metrics(T, 0)) for T in (20, 40)]
+    res = run("report", make_sweep(tmp_path, runs, report="generic", varying=("timesteps",)), "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert {c["row"]: c["best"] for c in json.loads(res.stdout)["cells"]} == {"timesteps=20": False, "timesteps=40": True}
+
+
+def test_options_that_do_not_apply_name_the_layouts_that_take_them(tmp_path):
+    d = fig2_sweep(tmp_path)
+    for args, message in [(("--select",), "--select chooses settings in the generic, table1 and table5 layouts, not in fig2"),
+                          (("--protocol", "last-epoch"), "--protocol last-epoch applies to the generic, table1 and table5 layouts, not to fig2"),
+                          (("--compare", "paper"), "the paper shows its DDPM results as figures only"),
+                          (("--layout", "table9"), "unknown layout 'table9'; valid: fig2, generic, recycle, table1, table5")]:
+        res = run("report", d, *args)
+        assert res.exit_code == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output
+
+
+def test_make_report_returns_text_notes_and_figures(tmp_path):
+    report = make_report(fig2_sweep(tmp_path / "sw"), fmt="csv", plot=tmp_path / "fig")
+    assert report.text.startswith("T,group,column,mean,std,n,fid_kind")
+    assert report.notes == ["note: 6 of 7 planned runs are finished; the table covers those"]
+    assert [p.name for p in report.written] == ["fig2_loss_fid.png", "fig8_loss_per_timestep.png"]
+    generic = make_report(make_sweep(tmp_path / "g", [("gnn", {"seed": 0}, {"test_accuracy": 0.5})], report="generic", varying=()),
+                          plot=tmp_path / "none")
+    assert generic.written == [] and generic.notes == ["no figure applies: max_iter does not vary and no run recorded a residual trace"]
+
+
+def test_every_layout_is_registered_with_what_it_supports():
+    assert LAYOUTS.names() == ["fig2", "generic", "recycle", "table1", "table5"]
+    assert {n: LAYOUTS.get(n).chooses_settings for n in LAYOUTS.names()} == {
+        "fig2": False, "generic": True, "recycle": False, "table1": True, "table5": True}
+    assert set(paper_results()) == {"table5", "table1"}
+    assert all(LAYOUTS.get(n).paper_absent for n in ("fig2", "recycle"))
+
+
+def test_one_table_model_renders_in_every_format():
+    """The renderers know no layout: a hand-made table, its cells' sample std, a text column, a note."""
+    table = Table(["n", "score"], [Row("a", {"score": Cell([1.0, 2.0, 4.0])}, text={"n": "3"}), Row("b", {"score": Cell([])}, text={"n": "0"})],
+                  NumberFormat(decimals=2), corner="name", higher_is_better=False, notes=[Note(["50% done"], latex=False)])
+    assert Cell([1.0, 2.0, 4.0]).std == pytest.approx(statistics.stdev([1.0, 2.0, 4.0]))
+    assert render(table, "md") == "| name | n | score |\n|---|---|---|\n| a | 3 | **2.33 ± 1.53** |\n| b | 0 | - |\n\n50% done\n"
+    assert render(table, "latex").splitlines()[2:5] == [r"name & n & score \\", r"\midrule", r"a & 3 & \textbf{2.33 $\pm$ 1.53} \\"]
+    assert json.loads(render(table, "json"))[1] == {"row": "b", "column": "score", "mean": None, "std": None, "n": 0, "best": False}
+    assert render(table, "csv").splitlines()[0] == "row,column,mean,std,n,best"
