@@ -5,8 +5,8 @@ sample standard deviation over seeds of the test-loss area, FID (with its kind: 
 digits stand-in, which are never mixed in one column) and the quality score. Figures:
 
 - ``fig2_loss_fid.png`` (paper, Figure 2): test-loss area, training loss and FID against T;
-- ``fig8_loss_per_timestep.png`` (paper, Figure 8 top): the test loss per timestep, t / (T - 1) in [0, 1], one curve per T;
-- ``training_loss.png``: the training loss curves (windowed means), one per T.
+- ``fig8_loss_per_timestep.png`` (paper, Figure 8 top): the test loss per timestep, t / (T - 1) in [0, 1], one curve per T,
+  beside the training loss curves (windowed means).
 """
 
 from __future__ import annotations
