@@ -7,8 +7,7 @@ Public API: :func:`solve` (damped Picard / Anderson with unroll, last or implici
 registry (:func:`register`, :func:`list_models`), and checkpoints.
 """
 
-__version__ = "0.1.0"
-
+from .version import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from .contraction import (
     ContractionReport,

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .errors import FixptError
+from .version import __version__
 
 FORMAT = "fixpt-checkpoint"
 FORMAT_VERSION = 2
@@ -51,8 +52,6 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
 def save_checkpoint(path: str | os.PathLike, *, model: str, config: dict, data: dict, state_dict: dict,
                     train: dict | None = None, metrics: dict | None = None, task: str | None = None) -> None:
-    from . import __version__
-
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fixpt_version": __version__,
         "model": model, "task": task, "config": config, "data": data, "train": train or {}, "metrics": metrics or {},

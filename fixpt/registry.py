@@ -5,11 +5,10 @@ A model family registers everything the commands need, so no command knows any f
     @register("pign", config=PIGNConfig, task="node-classification")
     class PIGN(IterativeModel): ...
 
-- ``register(name, config=, task=, view=, runner=)``: a model, its typed config, the tasks it serves, the
-  *view* ``iterate`` / ``check-contraction`` take of it (default: the fixed-point view of
-  :mod:`fixpt.views` for iterative models, none otherwise) and the *runner* of one sweep point
-  (default: train it);
-- ``register_task``: a :class:`fixpt.tasks.Task` (its data, loss, metric and training loop);
+- ``register(name, config=, task=, view=)``: a model, its typed config, the tasks it serves and the
+  *view* ``iterate`` / ``check-contraction`` take of it (:mod:`fixpt.views`);
+- ``register_task``: a :class:`fixpt.tasks.Task`: its data, loss, metric, training loop (``fit``) and the
+  runner of one sweep point (``run_point``: train it, or run and score it);
 - ``register_layout``: a ``fixpt report`` layout;
 - ``register_commands``: a family's own commands (``fixpt data ...``, ``fixpt recycle ...``), added to
   the CLI when it starts.
@@ -49,6 +48,10 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> T:
+        """Take an entry out again (a test's or a plugin's temporary registration)."""
+        return self._entries.pop(name)
+
     def get(self, name: str) -> T:
         load_builtins()
         if name not in self._entries:
@@ -74,7 +77,6 @@ class ModelSpec:
     description: str
     tasks: tuple[str, ...] = ()  # every task the model serves (the default first)
     view: Any = None  # what iterate / check-contraction do with a trained model (None: they refuse it)
-    runner: Any = None  # how one sweep point runs (None: its task trains it)
 
     def task_for(self, task: str | None) -> str:
         """``task`` if the model serves it (None: the default), else an error naming the ones it does."""
@@ -91,21 +93,15 @@ LAYOUTS: Registry[Any] = Registry("layout")
 COMMANDS: list[Callable[[Any], None]] = []  # each adds a family's commands to the typer app it is given
 
 
-def register(name: str, *, config: type, task: str | tuple[str, ...], iterative: bool = True, view: Any = None,
-             runner: Any = None):
+def register(name: str, *, config: type, task: str | tuple[str, ...], iterative: bool = True, view: Any = None):
     """Class decorator adding a model to the registry under ``name``. ``task`` is one task or several (the
-    first is the default; ``--task`` picks another). An iterative model without a ``view`` gets the
-    fixed-point view."""
+    first is the default; ``--task`` picks another); ``view`` is what ``iterate`` and ``check-contraction``
+    do with it (e.g. :data:`fixpt.views.FIXED_POINT_VIEW`; None: they refuse it)."""
 
     def wrap(cls):
         doc = (cls.__doc__ or "").strip().splitlines()
         tasks = (task,) if isinstance(task, str) else tuple(task)
-        chosen = view
-        if chosen is None and iterative:
-            from .views import FIXED_POINT_VIEW
-
-            chosen = FIXED_POINT_VIEW
-        MODELS.add(name, ModelSpec(name, cls, config, tasks[0], iterative, doc[0] if doc else "", tasks, chosen, runner))
+        MODELS.add(name, ModelSpec(name, cls, config, tasks[0], iterative, doc[0] if doc else "", tasks, view))
         return cls
 
     return wrap

@@ -146,6 +146,26 @@ def _grid_points(grid: dict) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
+def _override(grids: list[dict], base: dict, top_model, overrides: dict[str, Any]):
+    """Apply ``--set`` overrides to the grids and the base (in place); returns the top-level model."""
+    for key, value in overrides.items():
+        if key == "model":
+            top_model = value
+            for g in grids:
+                g.pop("model", None)
+        elif any(key in g for g in grids):  # replace the axis where the preset has it (a union of grids
+            for g in grids:                  # may give a key to one model only)
+                if key in g:
+                    g[key] = value
+        elif isinstance(value, list):
+            for g in grids:
+                g[key] = value
+            base.pop(key, None)
+        else:
+            base[key] = value
+    return top_model
+
+
 def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[str, Any] | None = None) -> Sweep:
     """Expand a preset into runs. ``overrides`` (from ``--set``) replace a grid axis where the preset has
     one (in every grid that has it), else a base key; a list value for a new key becomes a grid axis."""
@@ -171,21 +191,7 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
     n_seeds = seeds if seeds is not None else doc.get("seeds", 1)
     if not isinstance(n_seeds, int) or n_seeds < 1:
         raise FixptError(f"seeds must be a positive integer; got {n_seeds!r}")
-    for key, value in (overrides or {}).items():
-        if key == "model":
-            top_model = value
-            for g in grids:
-                g.pop("model", None)
-        elif any(key in g for g in grids):  # replace the axis where the preset has it (a union of grids
-            for g in grids:                  # may give a key to one model only)
-                if key in g:
-                    g[key] = value
-        elif isinstance(value, list):
-            for g in grids:
-                g[key] = value
-            base.pop(key, None)
-        else:
-            base[key] = value
+    top_model = _override(grids, base, top_model, overrides or {})
     runs: list[Run] = []
     axes: dict[str, set] = {}
     for grid in grids:

@@ -14,7 +14,7 @@ import typer
 
 from .. import __version__
 from ..registry import COMMANDS, load_builtins
-from . import sweep
+from . import report, sweep
 from .console import out, user_errors
 from .train import add_train_commands
 from .views import add_view_commands
@@ -41,7 +41,7 @@ def make_app() -> typer.Typer:
     add_train_commands(app)
     add_view_commands(app)
     app.command("sweep")(sweep.sweep)
-    app.command("report")(sweep.report)
+    app.command("report")(report.report)
     for add in COMMANDS:
         add(app)
     return app

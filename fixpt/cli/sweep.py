@@ -1,4 +1,4 @@
-"""``fixpt sweep`` and ``fixpt report``: the commands over :mod:`fixpt.sweep` and :mod:`fixpt.report`."""
+"""``fixpt sweep``: the command over :mod:`fixpt.sweep`: a dry-run table, or the runs with live progress and a summary."""
 
 from __future__ import annotations
 
@@ -39,51 +39,71 @@ def sweep(
     out_dir = out_dir or Path("sweeps") / plan.name
     labels = {r.id: sw.describe(r, plan.varying) for r in plan.runs}
     if dry_run:
-        statuses = {r.id: sw.status(out_dir, r) for r in plan.runs}
-        if json_:
-            print_json({"out": str(out_dir), "runs": [{**r.as_dict(), "status": statuses[r.id]} for r in plan.runs]})
-            return
-        table = Table(title=f"{plan.name}: {len(plan.runs)} runs into {out_dir}")
-        for col in ("#", "run", "id", "status"):
-            table.add_column(col)
-        for i, r in enumerate(plan.runs, 1):
-            table.add_row(str(i), labels[r.id], r.id, statuses[r.id])
-        out.print(table)
-        return
+        return _show_plan(plan, out_dir, labels, json_)
     sw.write_index(out_dir, plan, str(preset))
-
-    interactive = err.is_terminal
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), TextColumn("{task.fields[current]}"), console=err, disable=not interactive)
     skipped = sum(1 for r in plan.runs if sw.status(out_dir, r) == "done")
-    running: list[str] = []
-    with progress:
-        task = progress.add_task(plan.name, total=len(plan.runs), completed=skipped, current="")
-
-        def on_start(run):
-            running.append(labels[run.id])
-            progress.update(task, current=" | ".join(running[-2:]))
-
-        def on_done(run, result):
-            if labels[run.id] in running:
-                running.remove(labels[run.id])
-            progress.update(task, advance=1, current=" | ".join(running[-2:]))
-            done = int(progress.tasks[0].completed)
-            if result["status"] == "done":
-                m = result["metrics"]
-                score = next((f"{k}={v:.4f}" for k, v in m.items() if k.startswith("test_")), "")
-                line = f"[{done}/{len(plan.runs)}] done   {labels[run.id]}  {score}  ({result['seconds']:.1f} s)"
-            else:
-                line = f"[{done}/{len(plan.runs)}] FAILED {labels[run.id]}  {result['error']}"
-            if interactive:
-                progress.console.print(line, highlight=False)
-            else:
-                print(line, file=sys.stderr, flush=True)
-
+    with _SweepProgress(plan, labels, skipped) as live:
         counts = sw.run_sweep(plan, out_dir, device=device, workers=workers, save_ckpt=not no_ckpt, seed_batch=seed_batch,
-                              on_start=on_start, on_done=on_done)
+                              on_start=live.on_start, on_done=live.on_done)
+    _summarise(plan, out_dir, labels, counts, json_)
+
+
+def _show_plan(plan, out_dir: Path, labels: dict, as_json: bool) -> None:
+    from .. import sweep as sw
+
+    statuses = {r.id: sw.status(out_dir, r) for r in plan.runs}
+    if as_json:
+        print_json({"out": str(out_dir), "runs": [{**r.as_dict(), "status": statuses[r.id]} for r in plan.runs]})
+        return
+    table = Table(title=f"{plan.name}: {len(plan.runs)} runs into {out_dir}")
+    for col in ("#", "run", "id", "status"):
+        table.add_column(col)
+    for i, r in enumerate(plan.runs, 1):
+        table.add_row(str(i), labels[r.id], r.id, statuses[r.id])
+    out.print(table)
+
+
+class _SweepProgress:
+    """The bar of runs done (with the ones in flight) at a terminal, and one line per finished run on stderr."""
+
+    def __init__(self, plan, labels: dict, skipped: int):
+        self.plan, self.labels, self.running = plan, labels, []
+        self.interactive = err.is_terminal
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[current]}"), console=err, disable=not self.interactive)
+        self.task = self.progress.add_task(plan.name, total=len(plan.runs), completed=skipped, current="")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def on_start(self, run) -> None:
+        self.running.append(self.labels[run.id])
+        self.progress.update(self.task, current=" | ".join(self.running[-2:]))
+
+    def on_done(self, run, result: dict) -> None:
+        label = self.labels[run.id]
+        if label in self.running:
+            self.running.remove(label)
+        self.progress.update(self.task, advance=1, current=" | ".join(self.running[-2:]))
+        done, total = int(self.progress.tasks[0].completed), len(self.plan.runs)
+        if result["status"] == "done":
+            score = next((f"{k}={v:.4f}" for k, v in result["metrics"].items() if k.startswith("test_")), "")
+            line = f"[{done}/{total}] done   {label}  {score}  ({result['seconds']:.1f} s)"
+        else:
+            line = f"[{done}/{total}] FAILED {label}  {result['error']}"
+        if self.interactive:
+            self.progress.console.print(line, highlight=False)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+def _summarise(plan, out_dir: Path, labels: dict, counts: dict, as_json: bool) -> None:
     summary = {k: counts[k] for k in ("total", "finished", "skipped", "failed")}
-    if json_:
+    if as_json:
         print_json({"out": str(out_dir), **summary, "errors": counts["errors"]})
     else:
         out.print(f"{plan.name}: {summary['finished']} finished, {summary['skipped']} skipped (already complete), "
@@ -94,26 +114,3 @@ def sweep(
             out.print("rerun the same command to retry the failed runs; each one's error.json holds the traceback")
     if counts["failed"]:
         raise typer.Exit(1)
-
-
-@user_errors
-def report(
-    sweep_dir: Annotated[Path, typer.Argument(help="a directory written by `fixpt sweep`")],
-    fmt: Annotated[str, typer.Option("--format", help="md, latex, csv or json")] = "md",
-    layout: Annotated[Optional[str], typer.Option("--layout", help="table5, table1, recycle, fig2 or generic (default: the preset's)")] = None,
-    compare: Annotated[Optional[str], typer.Option("--compare", help="'paper': the published numbers beside ours, with the difference")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="write PNG figures into this folder")] = None,
-    select: Annotated[bool, typer.Option("--select", help="per cell, keep only the setting (the varying keys the layout "
-                                         "does not show) with the best mean validation score, and list the choices")] = False,
-    protocol: Annotated[str, typer.Option("--protocol", help="best-val: test score at each run's best-validation epoch; "
-                                          "last-epoch: after the last epoch (the paper's protocol)")] = "best-val",
-) -> None:
-    """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold."""
-    from ..report import make_report
-
-    report = make_report(sweep_dir, layout=layout, fmt=fmt, compare=compare, select=select, protocol=protocol, plot=plot)
-    sys.stdout.write(report.text)
-    for line in report.notes:
-        err.print(line)
-    for p in report.written:
-        err.print(f"wrote {p}")

@@ -22,9 +22,7 @@ float summation order). NCCL on GPUs, gloo on CPUs; rank 0 alone writes files an
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import math
 import os
 import random
@@ -36,10 +34,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write, save_checkpoint
+from ..checkpoint import atomic_write
 from ..config import from_dict, to_dict
-from ..errors import DivergenceError, FixptError
 from ..device import resolve_device
+from ..errors import DivergenceError, FixptError
+from ..training.parts import autocast
+from ..training.rundir import RunDir
 from .data import ImageGenerationDataConfig, load_images
 from .model import DDPM, DDPMConfig
 
@@ -197,125 +197,144 @@ def _resumed_configs(state: dict, model_cfg: dict, data_cfg: dict, train_cfg: di
 
 
 def train_ddpm(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: str | Path | None = None,
-               device: str = "auto", on_epoch: Callable[[int, dict], None] | None = None, save_ckpt: bool = True,
-               task: str | None = None) -> dict:
+               device: str = "auto", on_epoch: Callable[[int, dict], None] | None = None, save_ckpt: bool = True) -> dict:
     """Train (or, with ``resume``, continue) a DDPM; write ``train_state.pt`` every ``ckpt_every`` steps,
     then ``ckpt.pt`` (EMA weights), ``samples.png`` and ``metrics.json`` (last). Returns the metrics."""
     state = None
-    resume = train_cfg.get("resume", "")
-    if resume:
-        state = read_state(resume)
+    if train_cfg.get("resume", ""):
+        state = read_state(train_cfg["resume"])
         model_cfg, data_cfg, train_cfg = _resumed_configs(state, model_cfg, data_cfg, train_cfg)
-        out = out or resume
-    mcfg = from_dict(DDPMConfig, model_cfg, what="ddpm config")
-    dcfg = from_dict(ImageGenerationDataConfig, data_cfg, what="data config")
-    tcfg = from_dict(DDPMTrainConfig, train_cfg, what="train config")
-    dist = setup_dist(device)
-    if tcfg.batch_size % dist.world:
-        raise FixptError(f"batch_size={tcfg.batch_size} must be a multiple of the {dist.world} processes")
-    dev = dist.device
-    random.seed(tcfg.seed)
-    torch.manual_seed(tcfg.seed)
-    data = load_images(dcfg)
-    model = DDPM(mcfg, data.shape).to(dev)
-    cuda = dev.type == "cuda"
-    if cuda and tcfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    params = list(model.unet.parameters())
-    opt = torch.optim.AdamW(params, lr=tcfg.lr, betas=(0.95, 0.999), eps=1e-8, weight_decay=tcfg.weight_decay,
-                            **({"fused": True} if cuda else {}))
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / tcfg.warmup_steps))
-    ema = [p.detach().clone() for p in params]
-    gen = torch.Generator().manual_seed(tcfg.seed)  # data order, timesteps and noise: identical on every rank
-    order = BatchOrder(len(data.train), tcfg.batch_size, gen)
-    losses: list[float] = []
-    step = 0
+        out = out or train_cfg["resume"]
+    run = _DDPMRun(name, model_cfg, data_cfg, train_cfg, RunDir(out), device)
     if state is not None:
-        model.unet.load_state_dict(state["model_state"])
-        for e, v in zip(ema, state["ema_state"]):
-            e.copy_(v)
-        opt.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["lr_schedule"])
-        gen.set_state(state["generator"])
-        order.load_state_dict(state["order"])
-        losses = state["losses"].tolist()
-        step = int(state["step"])
-        _set_rng_states(state["rng"])
-    net = model.unet
-    if dist.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if cuda else None)
-    if tcfg.compile:
-        net = torch.compile(net)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and tcfg.amp else contextlib.nullcontext
-    shard = slice(dist.rank * tcfg.batch_size // dist.world, (dist.rank + 1) * tcfg.batch_size // dist.world)
-    out = Path(out) if out is not None else None
-
-    def write_state() -> None:
-        if out is None or not dist.main:
-            return
-        payload = {"format": STATE_FORMAT, "version": 1, "model_name": name, "model": to_dict(mcfg), "data": to_dict(dcfg),
-                   "train": to_dict(tcfg), "step": step, "model_state": {k: v.detach().cpu() for k, v in model.unet.state_dict().items()},
-                   "ema_state": [e.detach().cpu() for e in ema], "optimizer": opt.state_dict(), "lr_schedule": schedule.state_dict(),
-                   "generator": gen.get_state(), "order": order.state_dict(), "losses": torch.tensor(losses, dtype=torch.float64),
-                   "rng": _rng_states()}
-        atomic_write(out / STATE_FILE, lambda tmp: torch.save(payload, tmp))
-
+        run.restore(state)
     start = time.perf_counter()
-    T = mcfg.timesteps
-    model.train()
-    while step < tcfg.max_steps:
-        idx = order.next()
-        x0 = data.train[idx]
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, T, (len(idx),), generator=gen)
-        x0, noise, t = (v[shard].to(dev, non_blocking=True) for v in (x0, noise, t))
-        if cuda and tcfg.channels_last:
-            x0, noise = (v.contiguous(memory_format=torch.channels_last) for v in (x0, noise))
-        x_t = model.add_noise(x0, noise, t)
-        with autocast():
-            pred = net(x_t, t).sample
-        loss = F.mse_loss(pred.float(), noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        step += 1
-        ema_update(ema, params, min(tcfg.ema_decay, (1 + step) / (10 + step)))
-        value = float(dist.mean(loss.detach()))
-        if not math.isfinite(value):
-            raise DivergenceError(f"the DDPM training loss became {value} at step {step}; lower --lr "
-                                  f"(the last good state is in {out / STATE_FILE if out else 'no folder'})")
-        losses.append(value)
-        if step % tcfg.ckpt_every == 0:
-            write_state()
-        if on_epoch is not None and (step % tcfg.log_every == 0 or step == tcfg.max_steps):
-            window = losses[-tcfg.log_every:]
-            on_epoch(step, {"train_loss": sum(window) / len(window)})
-    if step % tcfg.ckpt_every:
-        write_state()
-    seconds = time.perf_counter() - start
-
-    ema_model = copy.deepcopy(model).eval()
-    for p, e in zip(ema_model.unet.parameters(), ema):
-        p.data.copy_(e)
-    metrics = {"model": name, "task": "image-generation", "rank": dist.rank, "world_size": dist.world,
-               "steps": step, "seconds": seconds, "parameters": sum(p.numel() for p in params), "device": str(dev),
-               "timesteps": T, "train_loss": sum(losses[-tcfg.log_every:]) / len(losses[-tcfg.log_every:]),
-               "loss_curve": _windows(losses, tcfg.log_every)}
-    if dist.main:
-        from .metrics import evaluate_ddpm
-
-        metrics.update(evaluate_ddpm(ema_model, data, dcfg, tcfg, out))
-        if out is not None:
-            if save_ckpt:
-                save_checkpoint(out / "ckpt.pt", model=name, config=to_dict(mcfg), data=to_dict(dcfg),
-                                state_dict=ema_model.state_dict(), train=to_dict(tcfg), task="image-generation",
-                                metrics={k: v for k, v in metrics.items() if k != "loss_curve"})
-            atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
-    if dist.world > 1:
+    run.steps(on_epoch)
+    if run.step % run.tcfg.ckpt_every:
+        run.write_state()
+    metrics = run.finish(time.perf_counter() - start, save_ckpt)
+    if run.dist.world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return metrics
+
+
+class _DDPMRun:
+    """One DDPM training run: init (configs, data, model, AdamW, EMA, the generator of every draw), restore
+    (from ``train_state.pt``), steps, and finish (EMA model evaluated, ``ckpt.pt`` and ``metrics.json``)."""
+
+    def __init__(self, name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, folder: RunDir, device: str):
+        self.name, self.folder = name, folder
+        self.mcfg = from_dict(DDPMConfig, model_cfg, what="ddpm config")
+        self.dcfg = from_dict(ImageGenerationDataConfig, data_cfg, what="data config")
+        self.tcfg = tcfg = from_dict(DDPMTrainConfig, train_cfg, what="train config")
+        self.dist = setup_dist(device)
+        if tcfg.batch_size % self.dist.world:
+            raise FixptError(f"batch_size={tcfg.batch_size} must be a multiple of the {self.dist.world} processes")
+        self.dev = self.dist.device
+        self.cuda = self.dev.type == "cuda"
+        random.seed(tcfg.seed)
+        torch.manual_seed(tcfg.seed)
+        self.data = load_images(self.dcfg)
+        self.model = DDPM(self.mcfg, self.data.shape).to(self.dev)
+        if self.cuda and tcfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.params = list(self.model.unet.parameters())
+        self.opt = torch.optim.AdamW(self.params, lr=tcfg.lr, betas=(0.95, 0.999), eps=1e-8, weight_decay=tcfg.weight_decay,
+                                     **({"fused": True} if self.cuda else {}))
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / tcfg.warmup_steps))
+        self.ema = [p.detach().clone() for p in self.params]
+        self.gen = torch.Generator().manual_seed(tcfg.seed)  # data order, timesteps and noise: identical on every rank
+        self.order = BatchOrder(len(self.data.train), tcfg.batch_size, self.gen)
+        self.losses: list[float] = []
+        self.step = 0
+
+    def restore(self, state: dict) -> None:
+        self.model.unet.load_state_dict(state["model_state"])
+        for e, v in zip(self.ema, state["ema_state"]):
+            e.copy_(v)
+        self.opt.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["lr_schedule"])
+        self.gen.set_state(state["generator"])
+        self.order.load_state_dict(state["order"])
+        self.losses = state["losses"].tolist()
+        self.step = int(state["step"])
+        _set_rng_states(state["rng"])
+
+    def write_state(self) -> None:
+        if self.folder.path is None or not self.dist.main:
+            return
+        payload = {"format": STATE_FORMAT, "version": 1, "model_name": self.name, "model": to_dict(self.mcfg),
+                   "data": to_dict(self.dcfg), "train": to_dict(self.tcfg), "step": self.step,
+                   "model_state": {k: v.detach().cpu() for k, v in self.model.unet.state_dict().items()},
+                   "ema_state": [e.detach().cpu() for e in self.ema], "optimizer": self.opt.state_dict(),
+                   "lr_schedule": self.schedule.state_dict(), "generator": self.gen.get_state(), "order": self.order.state_dict(),
+                   "losses": torch.tensor(self.losses, dtype=torch.float64), "rng": _rng_states()}
+        atomic_write(self.folder / STATE_FILE, lambda tmp: torch.save(payload, tmp))
+
+    def _network(self):
+        net = self.model.unet
+        if self.dist.world > 1:
+            net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[self.dev.index] if self.cuda else None)
+        return torch.compile(net) if self.tcfg.compile else net
+
+    def _batch(self, shard: slice):
+        idx = self.order.next()
+        x0 = self.data.train[idx]
+        noise = torch.randn(x0.shape, generator=self.gen)
+        t = torch.randint(0, self.mcfg.timesteps, (len(idx),), generator=self.gen)
+        x0, noise, t = (v[shard].to(self.dev, non_blocking=True) for v in (x0, noise, t))
+        if self.cuda and self.tcfg.channels_last:
+            x0, noise = (v.contiguous(memory_format=torch.channels_last) for v in (x0, noise))
+        return x0, noise, t
+
+    def steps(self, on_epoch: Callable[[int, dict], None] | None) -> None:
+        tcfg, dist = self.tcfg, self.dist
+        net = self._network()
+        cast = autocast(self.dev, tcfg.amp)
+        shard = slice(dist.rank * tcfg.batch_size // dist.world, (dist.rank + 1) * tcfg.batch_size // dist.world)
+        self.model.train()
+        while self.step < tcfg.max_steps:
+            x0, noise, t = self._batch(shard)
+            with cast():
+                pred = net(self.model.add_noise(x0, noise, t), t).sample
+            loss = F.mse_loss(pred.float(), noise)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.schedule.step()
+            self.step += 1
+            ema_update(self.ema, self.params, min(tcfg.ema_decay, (1 + self.step) / (10 + self.step)))
+            value = float(dist.mean(loss.detach()))
+            if not math.isfinite(value):
+                where = self.folder / STATE_FILE if self.folder.path is not None else "no folder"
+                raise DivergenceError(f"the DDPM training loss became {value} at step {self.step}; lower --lr (the last good state is in {where})")
+            self.losses.append(value)
+            if self.step % tcfg.ckpt_every == 0:
+                self.write_state()
+            if on_epoch is not None and (self.step % tcfg.log_every == 0 or self.step == tcfg.max_steps):
+                window = self.losses[-tcfg.log_every:]
+                on_epoch(self.step, {"train_loss": sum(window) / len(window)})
+
+    def finish(self, seconds: float, save_ckpt: bool) -> dict:
+        from .metrics import evaluate_ddpm
+
+        ema_model = copy.deepcopy(self.model).eval()
+        for p, e in zip(ema_model.unet.parameters(), self.ema):
+            p.data.copy_(e)
+        last = self.losses[-self.tcfg.log_every:]
+        metrics = {"model": self.name, "task": "image-generation", "rank": self.dist.rank, "world_size": self.dist.world,
+                   "steps": self.step, "seconds": seconds, "parameters": sum(p.numel() for p in self.params), "device": str(self.dev),
+                   "timesteps": self.mcfg.timesteps, "train_loss": sum(last) / len(last), "loss_curve": _windows(self.losses, self.tcfg.log_every)}
+        if not self.dist.main:
+            return metrics
+        metrics.update(evaluate_ddpm(ema_model, self.data, self.dcfg, self.tcfg, self.folder.path))
+        if save_ckpt:
+            self.folder.write_checkpoint(model=self.name, config=to_dict(self.mcfg), data=to_dict(self.dcfg),
+                                         state_dict=ema_model.state_dict(), train=to_dict(self.tcfg), task="image-generation",
+                                         metrics={k: v for k, v in metrics.items() if k != "loss_curve"})
+        self.folder.write_metrics(metrics)
+        return metrics
 
 
 def _windows(losses: list[float], size: int) -> list[list[float]]:

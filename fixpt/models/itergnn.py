@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..errors import DivergenceError
 from ..registry import register
+from ..views import FIXED_POINT_VIEW
 from .widths import GraphWidth
 from ..solve import syncing
 from .base import IterativeModel
@@ -43,7 +44,7 @@ class IterGNNConfig(GraphWidth):
     dropout: float = field(default=0.5, metadata={"help": "dropout on encoder and decoder inputs"})
 
 
-@register("itergnn", config=IterGNNConfig, task="node-classification")
+@register("itergnn", config=IterGNNConfig, task="node-classification", view=FIXED_POINT_VIEW)
 class IterGNN(IterativeModel):
     """IterGNN: a GNN block iterated with learned confidence-based stopping (Tang et al., 2020)."""
 

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from ..errors import FixptError
 from ..registry import register
+from ..views import FIXED_POINT_VIEW
 from .widths import GraphWidth
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
@@ -104,7 +105,7 @@ class PIGNConfig(GraphWidth):
                              "(or use --gat-heads mean)")
 
 
-@register("pign", config=PIGNConfig, task="node-classification")
+@register("pign", config=PIGNConfig, task="node-classification", view=FIXED_POINT_VIEW)
 class PIGN(IterativeModel):
     """Picard-iteration GNN: one GNN block iterated with shared weights (paper, Alg. 1; see ``form``)."""
 

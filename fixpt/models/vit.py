@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from ..errors import FixptError
 from ..registry import register
+from ..views import FIXED_POINT_VIEW
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
 
@@ -146,7 +147,7 @@ class FieldTokens(nn.Module):
         return out.reshape(b, self.out_ch, g * p, g * p)
 
 
-@register("vit", config=ViTConfig, task=("navier-stokes", "masked-pixels"))
+@register("vit", config=ViTConfig, task=("navier-stokes", "masked-pixels"), view=FIXED_POINT_VIEW)
 class IterativeViT(IterativeModel):
     """Iterative vision transformer: one encoder applied n_iter times as a damped Picard iteration (paper, Alg. 2)."""
 

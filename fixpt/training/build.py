@@ -10,6 +10,7 @@ from ..checkpoint import load_checkpoint
 from ..config import field_names, from_dict
 from ..device import resolve_device
 from ..errors import FixptError
+from ..registry import MODELS, TASKS
 from ..views.base import Trained
 from .parts import count_parameters
 
@@ -54,12 +55,9 @@ def build_model(spec, task, model_cfg: dict, data_cfg: dict, device: torch.devic
 def load_trained(path, device: str = "auto", checkpoint: dict | None = None) -> Trained:
     """Rebuild a trained model and its exact inputs from a checkpoint. ``checkpoint``: the file's contents
     when the caller has already read them (not read again)."""
-    from ..registry import get_spec
-    from ..tasks import get_task
-
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(path)
-    spec = get_spec(ckpt["model"])
-    task = get_task(spec.task_for(ckpt.get("task")))
+    spec = MODELS.get(ckpt["model"])
+    task = TASKS.get(spec.task_for(ckpt.get("task")))
     model, data, _, dcfg = build_model(spec, task, ckpt["config"], ckpt["data"], resolve_device(device))
     try:
         model.load_state_dict(ckpt["state_dict"])

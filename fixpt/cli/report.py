@@ -1,0 +1,34 @@
+"""``fixpt report``: the command over :func:`fixpt.report.make_report`, which checks the options and builds the text."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .console import err, user_errors
+
+
+@user_errors
+def report(
+    sweep_dir: Annotated[Path, typer.Argument(help="a directory written by `fixpt sweep`")],
+    fmt: Annotated[str, typer.Option("--format", help="md, latex, csv or json")] = "md",
+    layout: Annotated[Optional[str], typer.Option("--layout", help="table5, table1, recycle, fig2 or generic (default: the preset's)")] = None,
+    compare: Annotated[Optional[str], typer.Option("--compare", help="'paper': the published numbers beside ours, with the difference")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="write PNG figures into this folder")] = None,
+    select: Annotated[bool, typer.Option("--select", help="per cell, keep only the setting (the varying keys the layout "
+                                         "does not show) with the best mean validation score, and list the choices")] = False,
+    protocol: Annotated[str, typer.Option("--protocol", help="best-val: test score at each run's best-validation epoch; "
+                                          "last-epoch: after the last epoch (the paper's protocol)")] = "best-val",
+) -> None:
+    """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold."""
+    from ..report import make_report
+
+    report = make_report(sweep_dir, layout=layout, fmt=fmt, compare=compare, select=select, protocol=protocol, plot=plot)
+    sys.stdout.write(report.text)
+    for line in report.notes:
+        err.print(line)
+    for p in report.written:
+        err.print(f"wrote {p}")
