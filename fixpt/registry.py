@@ -73,7 +73,6 @@ class ModelSpec:
     cls: Callable[..., Any]  # called as cls(config, input_spec, out_dim)
     config: type  # the typed config dataclass
     task: str  # the default task
-    iterative: bool
     description: str
     tasks: tuple[str, ...] = ()  # every task the model serves (the default first)
     view: Any = None  # what iterate / check-contraction do with a trained model (None: they refuse it)
@@ -93,7 +92,7 @@ LAYOUTS: Registry[Any] = Registry("layout")
 COMMANDS: list[Callable[[Any], None]] = []  # each adds a family's commands to the typer app it is given
 
 
-def register(name: str, *, config: type, task: str | tuple[str, ...], iterative: bool = True, view: Any = None):
+def register(name: str, *, config: type, task: str | tuple[str, ...], view: Any = None):
     """Class decorator adding a model to the registry under ``name``. ``task`` is one task or several (the
     first is the default; ``--task`` picks another); ``view`` is what ``iterate`` and ``check-contraction``
     do with it (e.g. :data:`fixpt.views.FIXED_POINT_VIEW`; None: they refuse it)."""
@@ -101,7 +100,7 @@ def register(name: str, *, config: type, task: str | tuple[str, ...], iterative:
     def wrap(cls):
         doc = (cls.__doc__ or "").strip().splitlines()
         tasks = (task,) if isinstance(task, str) else tuple(task)
-        MODELS.add(name, ModelSpec(name, cls, config, tasks[0], iterative, doc[0] if doc else "", tasks, view))
+        MODELS.add(name, ModelSpec(name, cls, config, tasks[0], doc[0] if doc else "", tasks, view))
         return cls
 
     return wrap

@@ -43,7 +43,7 @@ def test_forward_backward_and_roundtrip(name, tmp_path, device):
         assert torch.allclose(loaded(data2), fresh(data2), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", [n for n in GRAPH_MODELS if fixpt.get_spec(n).iterative])
+@pytest.mark.parametrize("name", [n for n in GRAPH_MODELS if fixpt.get_spec(n).view is not None])
 def test_fixed_point_view(name, device):
     torch.manual_seed(0)
     _, _, model, data, _, _ = build(name, small_cfg(name), SMALL_GRAPH, device)

@@ -7,7 +7,6 @@ stderr, no traceback).
 
 from __future__ import annotations
 
-import warnings
 from typing import Annotated, Optional
 
 import typer
@@ -15,7 +14,7 @@ import typer
 from .. import __version__
 from ..registry import COMMANDS, load_builtins
 from . import report, sweep
-from .console import out, user_errors
+from .console import out
 from .train import add_train_commands
 from .views import add_view_commands
 
@@ -35,9 +34,7 @@ def make_app() -> typer.Typer:
                                                                       help="print the version and exit")] = None) -> None:
         """fixpt: z* = P(z*), P(z) = T(z) + f, solved by damped Picard or Anderson iteration."""
 
-    with warnings.catch_warnings():  # PyG still calls torch.jit.script at import; the notice means nothing to our users
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
-        load_builtins()
+    load_builtins()
     add_train_commands(app)
     add_view_commands(app)
     app.command("sweep")(sweep.sweep)
@@ -50,8 +47,4 @@ def make_app() -> typer.Typer:
 app = make_app()
 
 
-def main() -> None:
-    app()
-
-
-__all__ = ["app", "main", "user_errors"]
+__all__ = ["app", "make_app"]

@@ -72,7 +72,7 @@ def make_scheduler(cfg: DDPMConfig):
                          timestep_spacing="trailing")  # n sampling steps start at t = T - 1 (see fixpt.diffusion.sampling)
 
 
-@register("ddpm", config=DDPMConfig, task="image-generation", iterative=False, view=DIFFUSION_VIEW)
+@register("ddpm", config=DDPMConfig, task="image-generation", view=DIFFUSION_VIEW)
 class DDPM(nn.Module):
     """Denoising diffusion (diffusers UNet2DModel + DDPMScheduler); the diffusion steps are the iterations."""
 

@@ -7,7 +7,7 @@ from ..registry import register
 from .sweep_point import RecycleModelConfig, run_point
 
 
-@register("alphafold-recycle", config=RecycleModelConfig, task="structure-recycling", iterative=False)
+@register("alphafold-recycle", config=RecycleModelConfig, task="structure-recycling")
 class AlphaFoldRecycle:
     """AlphaFold (ColabFold) recycling scored recycle by recycle against a reference structure."""
 
