@@ -40,7 +40,7 @@ class GNNConfig(GraphWidth):
             raise FixptError(f"hidden={self.hidden} must be divisible by heads={self.heads} for gat")
 
 
-@register("gnn", config=GNNConfig, task="node-classification", iterative=False)
+@register("gnn", config=GNNConfig, task="node-classification")
 class GNN(nn.Module):
     """Stacked GNN layers without iteration (the paper's "w/o iterations" baseline)."""
 
