@@ -82,7 +82,7 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_every_module_imports_alone_in_a_fresh_interpreter():
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
-    for name in MODULES:  # one interpreter per module: nothing imported before it may hide a cycle
+    for name in [m for m in MODULES if m != "fixpt.__main__"]:  # one interpreter each: nothing imported before may hide a cycle
         res = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True)
         assert res.returncode == 0, f"{name}: {res.stderr.strip().splitlines()[-1:]}"
 
