@@ -8,7 +8,7 @@ import statistics
 import pytest
 from typer.testing import CliRunner
 
-from fixpt.cli.app import app
+from fixpt.cli import app
 from fixpt.registry import LAYOUTS
 from fixpt.report import Cell, Note, NumberFormat, Row, Table, make_report, paper_results, render
 

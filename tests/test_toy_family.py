@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner
 
-from fixpt.cli.app import make_app
+from fixpt.cli.root import make_app
 from fixpt.models.base import IterativeModel
 from fixpt.registry import MODELS, TASKS, register, register_task
 from fixpt.tasks import InputSpec, Metric, Task
