@@ -156,12 +156,12 @@ def _train_stack(stack: _Stack, task_obj, data, metric, trackers: list[BestEpoch
     for epoch in range(1, stack.tcfg.epochs + 1):
         stack.base.train()
         stack.opt.zero_grad(set_to_none=True)
-        with without_sync():
+        with IterativeModel.seed_batch_mode(stack.base):
             losses = batched_loss(stack.params, stack.buffers)
         torch.where(torch.isfinite(losses), losses, 0.0).sum().backward()  # a failed seed leaves below
         stack.opt.step()
         stack.base.eval()
-        with torch.no_grad(), without_sync():
+        with torch.no_grad(), IterativeModel.seed_batch_mode(stack.base):
             out = batched_forward(stack.params, stack.buffers)
             evals = _evaluate_stack(task_obj, out, data, metric, losses.detach(), nodes)  # the epoch's one transfer
         improved, leaving = _record(epoch, evals, stack.active, trackers, errors)

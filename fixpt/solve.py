@@ -32,6 +32,13 @@ Gradients (``grad=``):
   :math:`y = g + J_P(z^*)^\top y`, :math:`g = \partial L/\partial z^*`, which is itself a
   fixed-point problem and is solved by this same :func:`solve`.
 
+Frozen solves (``frozen=True``). ``torch.func.vmap`` (seed-batched training, :mod:`fixpt.seed_batch`)
+allows no data-dependent branch, so no stop: Picard runs all ``max_iter`` iterations, and a sample
+whose residual has reached ``tol`` is frozen at that iterate by ``torch.where``, which is exactly
+the iterate the stopping solve returns. Non-finite values are not caught (the caller checks its
+loss), and the returned :class:`Solution` has no traces. Models ask for it through
+``solver_options()`` (``frozen=self.seed_batched``, see :func:`fixpt.models.base.seed_batch_mode`).
+
 Example::
 
     >>> import torch, fixpt
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -204,30 +212,24 @@ def _anderson(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tr
     return gx.reshape(shape), k, converged, False
 
 
-_WITHOUT_SYNC: contextvars.ContextVar[bool] = contextvars.ContextVar("fixpt_solve_without_sync", default=False)
+_LEGACY_FROZEN: contextvars.ContextVar[bool] = contextvars.ContextVar("fixpt_solve_without_sync", default=False)
 
 
 @contextlib.contextmanager
 def without_sync():
-    """Inside, :func:`solve` takes no data-dependent branch, as ``torch.func.vmap`` requires (seed-batched
-    training, :mod:`fixpt.seed_batch`): Picard runs all ``max_iter`` iterations, and a sample whose
-    residual has reached ``tol`` is frozen at that iterate by ``torch.where``, which is exactly the
-    iterate the stopping solve returns. Non-finite values are not caught here (the caller checks
-    its loss), and the returned :class:`Solution` has no traces."""
-    token = _WITHOUT_SYNC.set(True)
+    """Deprecated: pass ``frozen=True`` to :func:`solve` (models: ``solver_options``, set for seed batches by
+    :func:`fixpt.models.base.seed_batch_mode`). Inside, :func:`solve` defaults to ``frozen=True``; it no
+    longer changes what any model does."""
+    warnings.warn("fixpt.solve.without_sync() is deprecated: pass solve(..., frozen=True)", DeprecationWarning, stacklevel=3)
+    token = _LEGACY_FROZEN.set(True)
     try:
         yield
     finally:
-        _WITHOUT_SYNC.reset(token)
-
-
-def syncing() -> bool:
-    """False inside :func:`without_sync`: code may branch on tensor values (``float(x) < eps``)."""
-    return not _WITHOUT_SYNC.get()
+        _LEGACY_FROZEN.reset(token)
 
 
 def _picard_frozen(P: Operator, z: Tensor, alpha: float, tol: float, max_iter: int, stop_mode: str, batched: bool) -> Tensor:
-    """Picard iteration with a converged sample frozen instead of a stop (see :func:`without_sync`)."""
+    """Picard iteration with a converged sample frozen instead of a stop (``frozen=True`` in :func:`solve`)."""
     done = torch.zeros(z.shape[0] if batched else (), dtype=torch.bool, device=z.device)
     for _ in range(max_iter):
         z_next = alpha * z + (1.0 - alpha) * P(z) if alpha > 0 else P(z)
@@ -242,10 +244,10 @@ def _picard_frozen(P: Operator, z: Tensor, alpha: float, tol: float, max_iter: i
 
 
 def _iterate(P: Operator, z0: Tensor, *, method: str, alpha: float, tol: float, max_iter: int, stop_mode: str,
-             batched: bool, window: int, lam: float, callback: Callback | None) -> Solution:
-    if not syncing():
+             batched: bool, window: int, lam: float, callback: Callback | None, frozen: bool = False) -> Solution:
+    if frozen:
         if method != "picard" or callback is not None:
-            raise FixptError("a solve without synchronisation (seed-batched training) supports method='picard' without a callback")
+            raise FixptError("a frozen solve (frozen=True: seed-batched training) supports method='picard' without a callback")
         z = _picard_frozen(P, z0, alpha, tol, max_iter, stop_mode, batched)
         empty = torch.zeros(0, z0.shape[0] if batched else 1)
         return Solution(z=z, n_iter=max_iter, converged=False, abs_trace=empty, rel_trace=empty, n_evals=max_iter, method=method)
@@ -278,6 +280,7 @@ def solve(
     backward_tol: float | None = None,
     backward_max_iter: int | None = None,
     callback: Callback | None = None,
+    frozen: bool = False,
 ) -> Solution:
     """Solve :math:`z = P(z)` from ``z0``; see the module docstring for the maths.
 
@@ -296,10 +299,11 @@ def solve(
         lam: Anderson Tikhonov regularisation, relative to the residuals' scale (default: 1e-4).
         backward_tol, backward_max_iter: for the implicit adjoint solve (default: ``tol``, ``2*max_iter``).
         callback: called as ``callback(k, z_k)`` after each iteration, without autograd.
+        frozen: freeze converged samples instead of stopping, for ``vmap`` ("Frozen solves" above) (default: False).
     """
     _check(method, grad, stop_mode, alpha, max_iter)
     opts = dict(method=method, alpha=alpha, tol=tol, max_iter=max_iter, stop_mode=stop_mode,
-                batched=batched, window=window, lam=lam)
+                batched=batched, window=window, lam=lam, frozen=frozen or _LEGACY_FROZEN.get())
     track_grad = torch.is_grad_enabled()
     if grad == "unroll" or not track_grad:
         return _iterate(P, z0, callback=callback, **opts)

@@ -1,16 +1,23 @@
 """Dropout of graph models: masks on the non-zero entries of sparse input features
-(``dropout_features``), and masks from random bits (``dropout``)."""
+(``dropout_nonzeros``, which :class:`Dropout` applies to a sparse matrix), and masks from random bits (``dropout``)."""
 
 import torch
 
-from fixpt.models.dropout import InputLinear, dropout_features
-from fixpt.models.sparse import SparseMatrix
+from fixpt.models.dropout import Dropout, InputLinear
+from fixpt.models.kernels import Graph, SparseMatrix, dropout_nonzeros
+from fixpt.models.kernels.csr import sparse_features
+from fixpt.models.kernels.dropout import LANES, _InputProduct, dropout
 
 
 def bag_of_words(n=400, f=300, density=0.05, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(n, f, generator=g) < density).float() * torch.rand(n, f, generator=g)
     return x
+
+
+def dropout_features(x, p, training=True):
+    """Input dropout as a fast model does it: the graph keeps sparse features as a sparse matrix, Dropout masks its non-zeros."""
+    return Dropout(p, backend="fast").train(training)(Graph(torch.zeros(2, 0, dtype=torch.long), x.shape[0], x).x)
 
 
 def test_zeros_stay_zero_and_kept_entries_are_rescaled():
@@ -37,8 +44,9 @@ def test_same_mean_as_dropout_and_identity_in_eval():
     assert torch.equal(dropout_features(x, 0.5, training=False).to_dense(), x)
     assert torch.equal(dropout_features(x, 0.0).to_dense(), x)
     assert torch.equal(dropout_features(x, 1.0).to_dense(), torch.zeros_like(x))
-    layer = InputLinear(40, 8, dropout=0.5).eval()
-    assert torch.allclose(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-6)
+    layer = InputLinear(40, 8, dropout=0.5, backend="fast").eval()
+    assert torch.allclose(layer(sparse_features(x)), torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-6)
+    assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))  # a dense input: F.linear
 
 
 def test_dense_or_differentiable_features_get_plain_dropout():
@@ -56,8 +64,6 @@ def test_dense_or_differentiable_features_get_plain_dropout():
 def test_bit_dropout_keeps_the_asked_fraction_and_the_mean():
     """dropout (random-bit masks): keep probability round((1 - p) 2^16) / 2^16, E[out] = x exactly.
     Over 10^6 entries the kept fraction has std 5e-4, so 3e-3 is six standard deviations."""
-    from fixpt.models.dropout import LANES, dropout
-
     torch.manual_seed(0)
     x = torch.full((1000, 1000), 2.0)
     for p in (0.5, 0.3, 0.6):
@@ -76,12 +82,10 @@ def test_bit_dropout_keeps_the_asked_fraction_and_the_mean():
 def test_bit_dropout_identity_cases_and_vmap():
     from torch.func import vmap
 
-    from fixpt.models.dropout import Dropout, dropout
-
     x = torch.randn(7, 5)
     assert dropout(x, 0.0) is x and dropout(x, 0.5, training=False) is x
     assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
-    assert torch.equal(Dropout(0.5).eval()(x), x)
+    assert torch.equal(Dropout(0.5, backend="fast").eval()(x), x)
     # under vmap with randomness="different" every batch entry draws its own mask
     out = vmap(lambda w: dropout(torch.ones(100, 100) * w, 0.5), randomness="different")(torch.ones(3))
     assert out.shape == (3, 100, 100) and not torch.equal(out[0], out[1])
@@ -102,8 +106,6 @@ def test_input_product_of_a_seed_batch_is_one_wide_product():
     """Seeds sharing dense features X: one product X [W_1; ...; W_S]^T, equal to the S products and their gradients."""
     from torch.func import jvp, vmap
 
-    from fixpt.models.dropout import _InputProduct
-
     g = torch.Generator().manual_seed(0)
     x = torch.randn(50, 30, dtype=torch.double, generator=g)
     W = torch.randn(4, 8, 30, dtype=torch.double, generator=g, requires_grad=True)
@@ -117,7 +119,8 @@ def test_input_product_of_a_seed_batch_is_one_wide_product():
     X = torch.randn(4, 50, 30, dtype=torch.double, generator=g)  # per-seed features (input dropout): batched products
     torch.testing.assert_close(vmap(_InputProduct.apply)(X, W.detach()), torch.stack([X[i] @ W[i].T for i in range(4)]))
     w0 = W[0].detach().clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(_InputProduct.apply, (x.clone().requires_grad_(True), w0))
+    small = (x[:6, :5].clone().requires_grad_(True), w0[:3, :5].detach().clone().requires_grad_(True))
+    assert torch.autograd.gradcheck(_InputProduct.apply, small)  # the full Jacobian, so on small factors
     v = torch.randn(8, 30, dtype=torch.double, generator=g)
     _, tangent = jvp(lambda w: _InputProduct.apply(x, w), (w0.detach(),), (v,))
     torch.testing.assert_close(tangent, x @ v.T)

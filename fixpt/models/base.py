@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..errors import DivergenceError
-from ..solve import Solution, solve, syncing
+from ..errors import DivergenceError, FixptError
+from ..solve import Solution, solve
 
 
 class IterativeModel(nn.Module):
@@ -18,10 +18,12 @@ class IterativeModel(nn.Module):
     :math:`f = \mathrm{encode}(x)`, solved from :math:`z_0 = f` by :func:`fixpt.solve`.
 
     Subclasses define ``encode``, ``step`` and ``decode``, and ``solver_options`` returning the
-    keyword arguments of :func:`fixpt.solve` (method, alpha, tol, max_iter, grad, batched).
+    keyword arguments of :func:`fixpt.solve` (method, alpha, tol, max_iter, grad, batched, and
+    ``frozen=self.seed_batched`` for a model that can be trained in seed batches).
     """
 
     last_solution: Solution | None = None
+    seed_batched = False  # True while the model runs as a seed batch under vmap (see seed_batch_mode)
 
     def encode(self, batch) -> Tensor:
         raise NotImplementedError
@@ -54,9 +56,10 @@ class IterativeModel(nn.Module):
 
     def forward(self, batch) -> Tensor:
         f, P = self.operator(batch)
+        options = self.solver_options()
         with cached_weights(self):  # spectrally normalised weights: computed once per solve, not per step
-            sol = solve(P, f, **self.solver_options())
-        if not syncing():  # under vmap (seed-batched training): the solution holds batched tensors; keep none
+            sol = solve(P, f, **options)
+        if options.get("frozen"):  # a seed batch under vmap: the solution holds batched tensors; keep none
             return self.decode(sol.z, batch)
         self.last_solution = sol
         if sol.diverged:
@@ -77,3 +80,29 @@ def cached_weights(module: nn.Module):
                     for name in m.parametrizations:
                         getattr(m, name)
         yield
+
+
+@contextlib.contextmanager
+def seed_batch_mode(model: nn.Module):
+    """Inside, ``model`` runs as one seed batch under ``torch.func.vmap`` (:mod:`fixpt.seed_batch`): every
+    submodule with a ``seed_batched`` attribute has it set, so the solve is frozen instead of stopping
+    (``solve(..., frozen=True)`` through ``solver_options``), nothing branches on tensor values, and
+    shared input features become one wide product (:class:`~fixpt.models.dropout.InputLinear`).
+    Seed batches need the fast kernels (their ``vmap`` rules)."""
+    if any(getattr(m, "backend", "fast") == "reference" for m in model.modules()):
+        raise FixptError("seed batches need the fast graph kernels, but this model was built with the reference ones "
+                         "(FIXPT_KERNELS=reference, or the fast kernels failed their self-check); train its seeds one at a time")
+    switched = [(m, m.__dict__.get("seed_batched")) for m in model.modules() if hasattr(m, "seed_batched")]
+    for m, _ in switched:
+        m.seed_batched = True
+    try:
+        yield model
+    finally:
+        for m, before in switched:
+            if before is None:
+                del m.seed_batched  # back to the class default
+            else:
+                m.seed_batched = before
+
+
+IterativeModel.seed_batch_mode = staticmethod(seed_batch_mode)  # reachable where only IterativeModel is imported

@@ -1,4 +1,4 @@
-r"""GNN blocks (GCN, GraphSAGE and GAT, with CSR sparse products), their spectral normalisation and their certified Lipschitz bounds.
+r"""GNN blocks (GCN, GraphSAGE and GAT, in the kernel backend chosen when built: CSR products or torch-geometric), their spectral normalisation and their certified Lipschitz bounds.
 
 One block is :math:`T(z) = \sigma(\mathrm{conv}(z))` with :math:`\sigma` = ReLU (Lipschitz 1), so
 
@@ -20,14 +20,17 @@ attention coefficients depend on :math:`z`.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+from torch_geometric.nn import GCNConv, SAGEConv
 from torch_geometric.utils import degree
 
 from ..errors import FixptError
-from .dropout import dropout, dropout_features, linear
+from . import kernels
+from .dropout import Dropout
 from .gat import GATBlock
-from .sparse import propagation_matrix
+from .kernels import Graph, SparseMatrix
 
 BACKBONES = ("gcn", "gat", "sage")
 ROUNDING = 1.0 + 1e-5
@@ -45,24 +48,35 @@ class ScaledSpectralNorm(nn.Module):
 
 
 class GCNBlock(nn.Module):
-    r"""GCN convolution (Kipf & Welling, 2017) as one sparse product:
+    r"""GCN convolution (Kipf & Welling, 2017):
     :math:`z' = \hat A\, \mathrm{dropout}(z) W^\top + b`, :math:`\hat A = \hat D^{-1/2}(A + I)\hat D^{-1/2}`.
 
-    The same maths, initialisation and parameter names as torch-geometric's ``GCNConv``; ``dropout`` acts on the
-    input (through CSR products when the input is sparse, see :mod:`fixpt.models.dropout`).
+    The same maths, initialisation and parameter names as torch-geometric's ``GCNConv``, which is the
+    reference backend; the fast one is one CSR product (:mod:`fixpt.models.kernels.csr`). ``dropout``
+    acts on the input (on the non-zeros only when the input is a sparse matrix, see :mod:`fixpt.models.dropout`).
+
+    Shapes: ``x`` (N, in_channels) or a sparse matrix (fast backend), ``graph`` a
+    :class:`~fixpt.models.kernels.Graph` or an ``edge_index`` (2, E) -> (N, out_channels).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, sparse_input: bool = False):
+    graph_needs = ("gcn",)  # what it asks of a Graph
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, backend: str | None = None):
         super().__init__()
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
         nn.init.xavier_uniform_(self.lin.weight)  # glorot, as GCNConv (nn.Linear's default is narrower)
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.dropout, self.sparse_input = dropout, sparse_input
+        self.backend = kernels.backend(backend)
+        self.drop = Dropout(dropout, self.backend)
+        if self.backend == "reference":
+            self.reference = kernels.ReferenceConv(lambda: GCNConv(in_channels, out_channels))
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        A_hat = propagation_matrix(edge_index, x.size(0), "gcn")
-        x = _drop(x, self.dropout, self.training, self.sparse_input)
-        return A_hat @ linear(x, self.lin.weight) + self.bias
+    def forward(self, x: Tensor | SparseMatrix, graph: Graph | Tensor) -> Tensor:
+        graph = kernels.as_graph(graph, x.shape[0], self.graph_needs, self.backend)
+        x = self.drop(x)
+        if self.backend == "reference":
+            return self.reference(self, x, graph.edge_index)
+        return graph.propagation("gcn") @ kernels.linear(x, self.lin.weight) + self.bias
 
 
 class SAGEBlock(nn.Module):
@@ -71,53 +85,62 @@ class SAGEBlock(nn.Module):
     aggregator :math:`M = D^{-1}A` (``aggregation="mean"``: torch-geometric's ``SAGEConv``, whose
     initialisation, ``nn.Linear``'s, this shares) or the
     symmetric :math:`M = D^{-1/2} A D^{-1/2}` (``"sym"``, norm at most 1, used by ``--contractive``).
+
+    The reference backend runs ``SAGEConv`` (mean), or ``GCNConv`` without self-loops for
+    :math:`M W_l^\top` (sym); the fast one is CSR products. Shapes as :class:`GCNBlock`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, aggregation: str = "mean", dropout: float = 0.0,
-                 sparse_input: bool = False):
+                 backend: str | None = None):
         super().__init__()
         self.lin_l = nn.Linear(in_channels, out_channels, bias=True)
         self.lin_r = nn.Linear(in_channels, out_channels, bias=False)
-        self.aggregation, self.dropout, self.sparse_input = aggregation, dropout, sparse_input
+        self.aggregation, self.backend = aggregation, kernels.backend(backend)
+        self.drop = Dropout(dropout, self.backend)
+        self.graph_needs = (aggregation,)
+        if self.backend == "reference" and aggregation == "mean":
+            self.reference = kernels.ReferenceConv(lambda: SAGEConv(in_channels, out_channels))
+        elif self.backend == "reference":  # M x W_l^T, M = D^-1/2 A D^-1/2: GCN's normalisation without self-loops
+            self.reference = kernels.ReferenceConv(lambda: GCNConv(in_channels, out_channels, add_self_loops=False, bias=False),
+                                                   names={"lin.weight": "lin_l.weight"})
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        M = propagation_matrix(edge_index, x.size(0), self.aggregation)
-        x = _drop(x, self.dropout, self.training, self.sparse_input)  # one mask for both branches
-        return M @ linear(x, self.lin_l.weight) + self.lin_l.bias + linear(x, self.lin_r.weight)
-
-
-def _drop(x: Tensor, p: float, training: bool, sparse_input: bool) -> Tensor:
-    """Dropout on a block's input; input features (``sparse_input``) may come back as a sparse matrix."""
-    if sparse_input:
-        return dropout_features(x, p, training)
-    return dropout(x, p, training)
+    def forward(self, x: Tensor | SparseMatrix, graph: Graph | Tensor) -> Tensor:
+        graph = kernels.as_graph(graph, x.shape[0], self.graph_needs, self.backend)
+        x = self.drop(x)  # one mask for both branches
+        if self.backend == "reference" and self.aggregation == "mean":
+            return self.reference(self, x, graph.edge_index)
+        if self.backend == "reference":
+            return self.reference(self, x, graph.edge_index) + self.lin_l.bias + F.linear(x, self.lin_r.weight)
+        M = graph.propagation(self.aggregation)
+        return M @ kernels.linear(x, self.lin_l.weight) + self.lin_l.bias + kernels.linear(x, self.lin_r.weight)
 
 
 def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = False, gamma: float = 0.9,
-               attn_dropout: float = 0.0, concat_heads: bool = True) -> nn.Module:
+               attn_dropout: float = 0.0, concat_heads: bool = True, backend: str | None = None) -> nn.Module:
     """A square ``dim -> dim`` conv; ``contractive`` normalises its weights so that Lip(conv) <= gamma.
-    GAT: ``heads`` heads of width ``dim / heads`` concatenated, or (``concat_heads=False``) of width ``dim`` averaged."""
+    GAT: ``heads`` heads of width ``dim / heads`` concatenated, or (``concat_heads=False``) of width ``dim`` averaged.
+    ``backend``: the kernels (default: :func:`fixpt.models.kernels.backend`)."""
     if backbone not in BACKBONES:
         raise FixptError(f"unknown backbone {backbone!r}; valid: {', '.join(BACKBONES)}")
     if backbone == "gat":
         if contractive:
             raise FixptError("--contractive needs backbone gcn or sage: GAT's attention has no global Lipschitz bound")
         if not concat_heads:
-            return GATBlock(dim, dim, heads=heads, dropout=attn_dropout, concat=False)
+            return GATBlock(dim, dim, heads=heads, dropout=attn_dropout, concat=False, backend=backend)
         if dim % heads:
             raise FixptError(f"hidden={dim} must be divisible by heads={heads} for the GAT block")
-        return GATBlock(dim, dim // heads, heads=heads, dropout=attn_dropout)
+        return GATBlock(dim, dim // heads, heads=heads, dropout=attn_dropout, backend=backend)
     if backbone == "gcn":
-        conv = GCNBlock(dim, dim)
+        conv = GCNBlock(dim, dim, backend=backend)
         if contractive:
             parametrize.register_parametrization(conv.lin, "weight", ScaledSpectralNorm(gamma))
         return conv
     if contractive:  # sage: ||W_r|| + ||W_l|| <= gamma with the norm-1 symmetric propagation
-        conv = SAGEBlock(dim, dim, aggregation="sym")
+        conv = SAGEBlock(dim, dim, aggregation="sym", backend=backend)
         parametrize.register_parametrization(conv.lin_l, "weight", ScaledSpectralNorm(gamma / 2))
         parametrize.register_parametrization(conv.lin_r, "weight", ScaledSpectralNorm(gamma / 2))
         return conv
-    return SAGEBlock(dim, dim)
+    return SAGEBlock(dim, dim, backend=backend)
 
 
 def spectral_norm(weight: Tensor) -> float:

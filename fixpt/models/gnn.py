@@ -20,9 +20,10 @@ from torch import Tensor, nn
 from ..errors import FixptError
 from ..registry import register
 from .widths import GraphWidth
+from . import kernels
 from .blocks import BACKBONES, GCNBlock, SAGEBlock
+from .dropout import Dropout
 from .gat import GATBlock
-from .dropout import dropout, dropout_features
 
 
 @dataclass
@@ -47,29 +48,32 @@ class GNN(nn.Module):
     def __init__(self, cfg: GNNConfig, in_dim: int, out_dim: int):
         super().__init__()
         self.cfg = cfg
+        backend = kernels.backend()
         dims = [in_dim] + [cfg.hidden] * (cfg.layers - 1) + [out_dim]
-        self.convs = nn.ModuleList(self._conv(a, b, first=(i == 0), last=(i == cfg.layers - 1)) for i, (a, b) in enumerate(zip(dims, dims[1:])))
+        self.convs = nn.ModuleList(self._conv(a, b, i == cfg.layers - 1, backend) for a, b, i in zip(dims, dims[1:], range(cfg.layers)))
         self.act = F.elu if cfg.backbone == "gat" else F.relu
+        self.drop = Dropout(cfg.dropout, backend)  # before GAT layers; GCN and SAGE blocks drop their own inputs
+        self.graphs = kernels.GraphCache(self.convs[0].graph_needs, backend)
 
-    def _conv(self, a: int, b: int, first: bool, last: bool) -> nn.Module:
+    def _conv(self, a: int, b: int, last: bool, backend: str) -> nn.Module:
         c = self.cfg
         if c.backbone == "gcn":
-            return GCNBlock(a, b, dropout=c.dropout, sparse_input=first)
+            return GCNBlock(a, b, dropout=c.dropout, backend=backend)
         if c.backbone == "sage":
-            return SAGEBlock(a, b, dropout=c.dropout, sparse_input=first)
-        return GATBlock(a, b, heads=1, dropout=c.dropout) if last else GATBlock(a, b // c.heads, heads=c.heads, dropout=c.dropout)
+            return SAGEBlock(a, b, dropout=c.dropout, backend=backend)
+        heads, width = (1, b) if last else (c.heads, b // c.heads)
+        return GATBlock(a, width, heads=heads, dropout=c.dropout, backend=backend)
 
     def run_statistics(self) -> dict:
         return {}  # no iteration to report
 
     def forward(self, data) -> Tensor:
-        h = data.x
+        graph = self.graphs(data)
+        h = graph.x  # input features: a sparse matrix when they are sparse (bag-of-words), dropped on the non-zeros only
         for i, conv in enumerate(self.convs):
-            if isinstance(conv, GATBlock):  # GCN and SAGE blocks drop their own inputs (sparse-aware)
-                # input features: masks on the non-zeros only, and a CSR product when they are sparse (bag-of-words)
-                drop = dropout_features if i == 0 else dropout
-                h = drop(h, self.cfg.dropout, self.training)
-            h = conv(h, data.edge_index)
+            if isinstance(conv, GATBlock):
+                h = self.drop(h)
+            h = conv(h, graph)
             if i < len(self.convs) - 1:
                 h = self.act(h)
         return h

@@ -27,9 +27,9 @@ from ..errors import DivergenceError
 from ..registry import register
 from ..views import FIXED_POINT_VIEW
 from .widths import GraphWidth
-from ..solve import syncing
 from .base import IterativeModel
 from .blocks import BACKBONES, block_lipschitz_bound, make_block
+from . import kernels
 from .dropout import Dropout, InputLinear
 
 
@@ -51,23 +51,26 @@ class IterGNN(IterativeModel):
     def __init__(self, cfg: IterGNNConfig, in_dim: int, out_dim: int):
         super().__init__()
         self.cfg = cfg
-        self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=cfg.dropout), nn.ReLU())
-        self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads)
+        backend = kernels.backend()
+        self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=cfg.dropout, backend=backend), nn.ReLU())
+        self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, backend=backend)
         self.confidence = nn.Linear(cfg.hidden, 1)
-        self.decoder = nn.Sequential(Dropout(cfg.dropout), nn.Linear(cfg.hidden, out_dim))
+        self.decoder = nn.Sequential(Dropout(cfg.dropout, backend), nn.Linear(cfg.hidden, out_dim))
+        self.graphs = kernels.GraphCache(self.block.graph_needs, backend)
         self.n_iter = 0
 
     def encode(self, data) -> Tensor:
-        return self.encoder(data.x)
+        return self.encoder(self.graphs(data).x)  # the graph built here, before any step
 
     def step(self, z: Tensor, f: Tensor, data) -> Tensor:
-        return torch.relu(self.block(z, data.edge_index))  # P = T: IterGNN has no free term
+        return torch.relu(self.block(z, self.graphs(data)))  # P = T: IterGNN has no free term
 
     def decode(self, z: Tensor, data) -> Tensor:
         return self.decoder(z)
 
     def solver_options(self) -> dict:
-        return dict(method="picard", alpha=0.0, tol=self.cfg.tol, max_iter=self.cfg.max_iter, grad="unroll", batched=False)
+        return dict(method="picard", alpha=0.0, tol=self.cfg.tol, max_iter=self.cfg.max_iter, grad="unroll", batched=False,
+                    frozen=self.seed_batched)
 
     def run_statistics(self) -> dict:
         return {"n_iter": self.n_iter}  # it stops by its own rule, not by a solve
@@ -89,9 +92,9 @@ class IterGNN(IterativeModel):
                 stop = remaining * (1 - c) < self.cfg.stop_eps
             out = out + torch.where(stop, remaining, remaining * c) * h  # the stopping iterate takes the remaining mass
             remaining = torch.where(stop, 0.0, remaining * (1 - c))
-            if k == K or (syncing() and not self.training and bool(stop)):  # under vmap: run on, adding nothing
+            if k == K or (not self.seed_batched and not self.training and bool(stop)):  # under vmap: run on, adding nothing
                 break
         self.n_iter = k
-        if syncing() and not torch.isfinite(out).all():
+        if not self.seed_batched and not torch.isfinite(out).all():
             raise DivergenceError(f"IterGNN produced non-finite values at iteration {k}; lower the learning rate")
         return self.decode(out, data)

@@ -46,7 +46,8 @@ from .widths import GraphWidth
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
 from .blocks import BACKBONES, block_lipschitz_bound, make_block
-from .dropout import Dropout, InputLinear, dropout
+from . import kernels
+from .dropout import Dropout, InputLinear
 
 DROPOUT_SITES = ("input", "encoded", "loop", "decoder")
 # what each form sets; a piece given explicitly (not None) overrides its form's value
@@ -114,22 +115,27 @@ class PIGN(IterativeModel):
         self.cfg = cfg
         sites = cfg.dropout_sites()
         p = {site: (cfg.dropout if site in sites else 0.0) for site in DROPOUT_SITES}
-        self.free_term, self.loop_dropout = bool(cfg.piece("free_term")), p["loop"]
-        self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=p["input"]), nn.ReLU(), Dropout(p["encoded"]))
+        self.free_term = bool(cfg.piece("free_term"))
+        backend = kernels.backend()
+        self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=p["input"], backend=backend), nn.ReLU(),
+                                     Dropout(p["encoded"], backend))
         self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, contractive=cfg.contractive, gamma=cfg.gamma,
-                                attn_dropout=cfg.attn_dropout, concat_heads=cfg.piece("gat_heads") == "concat")
-        self.decoder = nn.Sequential(Dropout(p["decoder"]), nn.Linear(cfg.hidden, out_dim))
+                                attn_dropout=cfg.attn_dropout, concat_heads=cfg.piece("gat_heads") == "concat", backend=backend)
+        self.loop_drop = Dropout(p["loop"], backend)
+        self.decoder = nn.Sequential(Dropout(p["decoder"], backend), nn.Linear(cfg.hidden, out_dim))
+        self.graphs = kernels.GraphCache(self.block.graph_needs, backend)
         if cfg.piece("init") == "xavier":  # the authors' init of the two linear maps; the block keeps its glorot init
             for linear in (self.encoder[0], self.decoder[1]):
                 nn.init.xavier_normal_(linear.weight)
                 nn.init.zeros_(linear.bias)
 
     def encode(self, data) -> Tensor:
-        return self.encoder(data.x)  # (N, hidden): z_0, and the free term f when the form has one
+        graph = self.graphs(data)  # built here, before the solve (whose steps may run inside torch.func transforms)
+        return self.encoder(graph.x)  # (N, hidden): z_0, and the free term f when the form has one
 
     def step(self, z: Tensor, f: Tensor, data) -> Tensor:
         """:math:`P(z) = \\mathrm{drop}(\\mathrm{ReLU}(\\mathrm{GNN}(z))) [+ f]`; each call draws its own dropout mask."""
-        new = dropout(torch.relu(self.block(z, data.edge_index)), self.loop_dropout, self.training)
+        new = self.loop_drop(torch.relu(self.block(z, self.graphs(data))))
         return new + f if self.free_term else new
 
     def decode(self, z: Tensor, data) -> Tensor:
@@ -137,7 +143,8 @@ class PIGN(IterativeModel):
 
     def solver_options(self) -> dict:
         c = self.cfg
-        return dict(method=c.solver, alpha=c.alpha, tol=c.piece("tol"), max_iter=c.max_iter, grad=c.grad, batched=False)
+        return dict(method=c.solver, alpha=c.alpha, tol=c.piece("tol"), max_iter=c.max_iter, grad=c.grad, batched=False,
+                    frozen=self.seed_batched)
 
     def certified_lipschitz(self, data) -> tuple[float | None, str]:
         return block_lipschitz_bound(self.block, data.edge_index, data.num_nodes)
