@@ -15,11 +15,7 @@ from ..errors import FixptError
 from ..registry import register_commands
 
 data_app = typer.Typer(no_args_is_help=True, help="Generate data sets (written once, reused when the same options come again).")
-
-
-@register_commands
-def add_data_commands(app: typer.Typer) -> None:
-    app.add_typer(data_app, name="data")
+register_commands(lambda app: app.add_typer(data_app, name="data"))
 
 
 @data_app.command("navier-stokes")

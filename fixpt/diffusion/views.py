@@ -13,7 +13,7 @@ import torch
 
 from ..config import from_dict
 from ..errors import FixptError
-from ..views.base import TextTable, Trained, View, ViewResult
+from ..views.base import PowerIterationOptions, TextTable, Trained, View, ViewResult
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -103,11 +103,8 @@ class StepsOptions:
 
 
 @dataclass
-class ReverseStepOptions:
+class ReverseStepOptions(PowerIterationOptions):
     samples: int = field(default=8, metadata={"help": "diffusion models: noised test images where the norm is measured"})
-    threshold: float = field(default=1.0, metadata={"help": "contractive means below this"})
-    iters: int = field(default=100, metadata={"help": "power-iteration steps per point"})
-    seed: int = field(default=0, metadata={"help": "seed of the random start vectors and pairs"})
     t: str | None = field(default=None, metadata={"help": "diffusion models: timesteps of the reverse step x_t -> x_(t-1), e.g. 999,500,100,10"})
 
 
@@ -117,18 +114,6 @@ class DiffusionView(View):
     name = "diffusion"
     iterate_options = StepsOptions
     contraction_options = ReverseStepOptions
-
-    def check_iterate(self, opts: StepsOptions) -> None:
-        from .sampling import SAMPLERS
-
-        if opts.samples < 1:
-            raise FixptError("--samples must be >= 1")
-        if opts.sampler not in SAMPLERS:
-            raise FixptError(f"unknown --sampler {opts.sampler!r}; use one of {', '.join(SAMPLERS)}")
-
-    def check_contraction(self, opts: ReverseStepOptions) -> None:
-        if opts.samples < 1:
-            raise FixptError("--samples must be >= 1")
 
     def iterate(self, trained: Trained, opts: StepsOptions, progress=None) -> ViewResult:
         model = trained.model
@@ -147,6 +132,14 @@ class DiffusionView(View):
         note = (f"wrote the grids and {Path(result['overview']).name} (8 samples per step count, one row each) to {out_dir}; "
                 f"timesteps: {result['spacing']}")
         return ViewResult(result, [table], [note])
+
+    def check_iterate(self, opts: StepsOptions) -> None:
+        from .sampling import SAMPLERS
+
+        if opts.samples < 1:
+            raise FixptError("--samples must be >= 1")
+        if opts.sampler not in SAMPLERS:
+            raise FixptError(f"unknown --sampler {opts.sampler!r}; use one of {', '.join(SAMPLERS)}")
 
     def contraction(self, trained: Trained, opts: ReverseStepOptions) -> ViewResult:
         model = trained.model

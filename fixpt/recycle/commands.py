@@ -15,11 +15,7 @@ from ..errors import FixptError
 from ..registry import register_commands
 
 recycle_app = typer.Typer(no_args_is_help=True, help="AlphaFold recycling: run ColabFold with every recycle saved, and score the recycles.")
-
-
-@register_commands
-def add_recycle_commands(app: typer.Typer) -> None:
-    app.add_typer(recycle_app, name="recycle")
+register_commands(lambda app: app.add_typer(recycle_app, name="recycle"))
 
 
 @recycle_app.command("run")

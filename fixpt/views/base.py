@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import FixptError
+
 
 @dataclass
 class TextTable:
@@ -20,6 +22,16 @@ class TextTable:
     columns: list[str]
     rows: list[list[str]] = field(default_factory=list)
     left: tuple[str, ...] = ()
+
+
+@dataclass
+class PowerIterationOptions:
+    """The options every contraction check shares: the threshold of the verdict and the power iteration."""
+
+    samples: int = field(default=8, metadata={"help": "points where the Jacobian norm is measured"})
+    threshold: float = field(default=1.0, metadata={"help": "contractive means below this"})
+    iters: int = field(default=100, metadata={"help": "power-iteration steps per point"})
+    seed: int = field(default=0, metadata={"help": "seed of the random start vectors and pairs"})
 
 
 @dataclass
@@ -60,6 +72,8 @@ class View:
 
     def check_contraction(self, opts) -> None:
         """Reject bad options before anything is loaded (a FixptError)."""
+        if opts.samples < 1:
+            raise FixptError("--samples must be >= 1")
 
     def iterate(self, trained: Trained, opts, progress: Callable[[str, int, str], Callable[[], None]] | None = None) -> ViewResult:
         """``progress(description, total, stats)`` starts a progress bar and returns its advance-by-one callable."""

@@ -12,7 +12,7 @@ from ..contraction import contraction
 from ..errors import FixptError
 from ..models.base import cached_weights
 from ..solve import solve
-from .base import TextTable, Trained, View, ViewResult
+from .base import PowerIterationOptions, TextTable, Trained, View, ViewResult
 
 SPLITS = ("train", "val", "test")
 
@@ -28,12 +28,9 @@ class IterateOptions:
 
 
 @dataclass
-class ContractionOptions:
+class ContractionOptions(PowerIterationOptions):
     samples: int = field(default=8, metadata={"help": "points along the solver's trajectory where ||J|| is measured"})
-    threshold: float = field(default=1.0, metadata={"help": "contractive means below this"})
-    iters: int = field(default=100, metadata={"help": "power-iteration steps per point"})
     require_certificate: bool = field(default=False, metadata={"help": "exit 1 unless a certified bound is below the threshold"})
-    seed: int = field(default=0, metadata={"help": "seed of the random start vectors and pairs"})
 
 
 def trained_depth(solver_options: dict) -> int | None:
@@ -53,6 +50,8 @@ def _fmt(value, spec: str) -> str:
 
 
 class FixedPointView(View):
+    """The iterations are the solver's steps on the model's operator P, scored through its decoder."""
+
     name = "fixed-point"
     iterate_options = IterateOptions
     contraction_options = ContractionOptions
@@ -60,10 +59,6 @@ class FixedPointView(View):
     def check_iterate(self, opts: IterateOptions) -> None:
         if opts.max_iter < 1:
             raise FixptError(f"--max-iter {opts.max_iter}: iterate needs at least 1 iteration")
-
-    def check_contraction(self, opts: ContractionOptions) -> None:
-        if opts.samples < 1:
-            raise FixptError("--samples must be >= 1")
 
     def iterate(self, trained: Trained, opts: IterateOptions, progress=None) -> ViewResult:
         model, data, task, metric = trained.model, trained.data, trained.task, trained.metric
