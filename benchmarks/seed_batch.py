@@ -4,7 +4,7 @@
         [--data cora-0.0,cora-0.5,citeseer-0.5]
 
 1. Dropout on noisy Cora's dense input features (2708 x 1433): fixpt's random-bit masks
-   (:func:`fixpt.models.dropout.dropout`) against ``torch.nn.functional.dropout``.
+   (:func:`fixpt.models.kernels.dropout`) against ``torch.nn.functional.dropout``.
 2. A training epoch (step and evaluation pass) of each model on noisy Cora with the two dropouts:
    the baseline swaps ``torch.nn.functional.dropout`` in for fixpt's in every layer.
 3. Seed batches: ``--seeds`` seeds of one configuration trained for ``--epochs`` epochs as one
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
 
-import fixpt.models.dropout as fixpt_dropout  # noqa: E402
+import fixpt.models.kernels as kernels  # noqa: E402
 from fixpt.seed_batch import train_seeds  # noqa: E402
 from fixpt.train import build, evaluate, train  # noqa: E402
 
@@ -97,7 +97,7 @@ def main() -> None:
 def dropout_table(dev) -> None:
     noisy = {"dataset": "cora", "noise": 0.5}
     _, task, _, data, _, _ = build("gnn", {}, noisy, dev)
-    med = alternate({"fixpt": lambda: fixpt_dropout.dropout(data.x, 0.5),
+    med = alternate({"fixpt": lambda: kernels.dropout(data.x, 0.5),
                      "torch": lambda: F.dropout(data.x, 0.5)}, 20, dev)
     print("| dropout of noisy Cora's features | fixpt (random bits) | torch F.dropout | speed-up |\n|---|---:|---:|---:|")
     print(f"| 2708 x 1433, p = 0.5 | {1e3 * med['fixpt']:.2f} ms | {1e3 * med['torch']:.2f} ms | {med['torch'] / med['fixpt']:.2f}x |\n")
@@ -108,7 +108,7 @@ def epoch_table(dev, rounds: int) -> None:
     print("| epoch on noisy Cora | fixpt dropout | torch dropout | speed-up |\n|---|---:|---:|---:|")
     for name, backbone in MODELS:
         torch.manual_seed(0)
-        _, task, model, data, _, _ = build(name, {"backbone": backbone}, noisy, dev)
+        _, task, model, data, _, dcfg = build(name, {"backbone": backbone}, noisy, dev)
         opt = torch.optim.Adam(model.parameters(), lr=0.01)
 
         def epoch():
@@ -116,16 +116,14 @@ def epoch_table(dev, rounds: int) -> None:
             opt.zero_grad(set_to_none=True)
             task.loss(model(data), data).backward()
             opt.step()
-            evaluate(model, task, data)
+            evaluate(model, task, data, task.metric_for(dcfg))
 
         def with_torch_dropout():
-            fixpt_dropout.dropout, saved = torch_dropout, fixpt_dropout.dropout
+            kernels.dropout, saved = torch_dropout, kernels.dropout  # every Dropout module calls kernels.dropout
             try:
-                _patched_modules(torch_dropout)
                 epoch()
             finally:
-                fixpt_dropout.dropout = saved
-                _patched_modules(saved)
+                kernels.dropout = saved
 
         med = alternate({"fixpt": epoch, "torch": with_torch_dropout}, rounds, dev)
         print(f"| {name}-{backbone} | {1e3 * med['fixpt']:.1f} ms | {1e3 * med['torch']:.1f} ms | {med['torch'] / med['fixpt']:.2f}x |")
@@ -169,22 +167,12 @@ PAPER_FORM = [("cora", "gcn", {"max_iter": 7, "alpha": 0.6, "hidden": 32, "dropo
 
 def _with_narrow_input(fn):
     """Run ``fn`` with the input layer's vmap rule replaced by vmap's default for ``F.linear`` (S batched products)."""
-    saved = fixpt_dropout._InputProduct.apply
-    fixpt_dropout._InputProduct.apply = lambda x, w: F.linear(x, w)
+    saved = kernels.input_product
+    kernels.input_product = lambda x, w: F.linear(x, w)  # InputLinear calls kernels.input_product
     try:
         return fn()
     finally:
-        fixpt_dropout._InputProduct.apply = saved
-
-
-def _patched_modules(fn) -> None:
-    """Point every graph module that imported ``dropout`` at ``fn``."""
-    import fixpt.models.blocks as blocks
-    import fixpt.models.gat as gat
-    import fixpt.models.gnn as gnn
-
-    for module in (blocks, gat, gnn):
-        module.dropout = fn
+        kernels.input_product = saved
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ The runs of a sweep that differ only in their seed share the graph, the architec
 hyper-parameter. Their weights are stacked along a new leading dimension
 (``torch.func.stack_module_state``) and one ``torch.func.vmap`` of the model's functional form
 (``functional_call``) runs every seed's forward pass at once: the sparse products take the seeds
-as extra columns or as a block-diagonal pattern (:mod:`fixpt.models.sparse`), GAT's attention
-takes them as extra heads (:mod:`fixpt.models.gat`), dense layers become batched products, and
-the fixed-point solve freezes a converged seed instead of stopping (:func:`fixpt.solve.without_sync`).
+as extra columns or as a block-diagonal pattern (:mod:`fixpt.models.kernels.csr`), GAT's attention
+takes them as extra heads (:mod:`fixpt.models.kernels.gat`), dense layers become batched products, and
+the fixed-point solve freezes a converged seed instead of stopping (``solve(frozen=True)``, set by
+:func:`fixpt.models.base.seed_batch_mode`). Seed batches need the fast kernels (the default backend).
 
 Why seed :math:`s` of the batch is seed :math:`s`'s own run:
 
@@ -40,9 +41,8 @@ from torch.nn.utils import parametrize
 from .config import from_dict
 from .device import resolve_device
 from .errors import DivergenceError, FixptError
-from .models.base import IterativeModel
+from .models.base import IterativeModel, seed_batch_mode
 from .registry import get_spec
-from .solve import without_sync
 from .tasks import get_task
 from .training.build import build_model
 from .training.loop import SPLITS, Finished, finish_run
@@ -156,12 +156,12 @@ def _train_stack(stack: _Stack, task_obj, data, metric, trackers: list[BestEpoch
     for epoch in range(1, stack.tcfg.epochs + 1):
         stack.base.train()
         stack.opt.zero_grad(set_to_none=True)
-        with IterativeModel.seed_batch_mode(stack.base):
+        with seed_batch_mode(stack.base):
             losses = batched_loss(stack.params, stack.buffers)
         torch.where(torch.isfinite(losses), losses, 0.0).sum().backward()  # a failed seed leaves below
         stack.opt.step()
         stack.base.eval()
-        with torch.no_grad(), IterativeModel.seed_batch_mode(stack.base):
+        with torch.no_grad(), seed_batch_mode(stack.base):
             out = batched_forward(stack.params, stack.buffers)
             evals = _evaluate_stack(task_obj, out, data, metric, losses.detach(), nodes)  # the epoch's one transfer
         improved, leaving = _record(epoch, evals, stack.active, trackers, errors)

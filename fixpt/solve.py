@@ -49,9 +49,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -212,22 +209,6 @@ def _anderson(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tr
     return gx.reshape(shape), k, converged, False
 
 
-_LEGACY_FROZEN: contextvars.ContextVar[bool] = contextvars.ContextVar("fixpt_solve_without_sync", default=False)
-
-
-@contextlib.contextmanager
-def without_sync():
-    """Deprecated: pass ``frozen=True`` to :func:`solve` (models: ``solver_options``, set for seed batches by
-    :func:`fixpt.models.base.seed_batch_mode`). Inside, :func:`solve` defaults to ``frozen=True``; it no
-    longer changes what any model does."""
-    warnings.warn("fixpt.solve.without_sync() is deprecated: pass solve(..., frozen=True)", DeprecationWarning, stacklevel=3)
-    token = _LEGACY_FROZEN.set(True)
-    try:
-        yield
-    finally:
-        _LEGACY_FROZEN.reset(token)
-
-
 def _picard_frozen(P: Operator, z: Tensor, alpha: float, tol: float, max_iter: int, stop_mode: str, batched: bool) -> Tensor:
     """Picard iteration with a converged sample frozen instead of a stop (``frozen=True`` in :func:`solve`)."""
     done = torch.zeros(z.shape[0] if batched else (), dtype=torch.bool, device=z.device)
@@ -303,7 +284,7 @@ def solve(
     """
     _check(method, grad, stop_mode, alpha, max_iter)
     opts = dict(method=method, alpha=alpha, tol=tol, max_iter=max_iter, stop_mode=stop_mode,
-                batched=batched, window=window, lam=lam, frozen=frozen or _LEGACY_FROZEN.get())
+                batched=batched, window=window, lam=lam, frozen=frozen)
     track_grad = torch.is_grad_enabled()
     if grad == "unroll" or not track_grad:
         return _iterate(P, z0, callback=callback, **opts)

@@ -43,10 +43,10 @@ from .config import field_names, from_dict, to_dict
 from .errors import FixptError
 from .registry import LAYOUTS, get_spec, list_models
 from .tasks import FitRequest, get_task
+from .sweepdir import INDEX, run_folder
 from .training.rundir import RunDir, write_json
 
 PRESET_KEYS = ("description", "report", "model", "seeds", "base", "grid")
-INDEX = "index.json"
 
 
 @dataclass
@@ -220,7 +220,7 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
 
 
 def run_dir(out: Path, run: Run) -> RunDir:
-    return RunDir(out / "runs" / run.id)
+    return RunDir(run_folder(out, run.id))
 
 
 def status(out: Path, run: Run) -> str:

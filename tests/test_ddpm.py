@@ -397,7 +397,7 @@ def test_sweep_continues_a_killed_ddpm_run_from_its_state(tmp_path):
                  "samples": 0, "eval_timesteps": 3}
     plan = sw.load_preset(preset, overrides=overrides)
     (run,) = plan.runs
-    folder = sw.run_dir(tmp_path, run)
+    folder = sw.run_dir(tmp_path, run).path
 
     def kill_at_step_5(step, ev):
         if step == 5:

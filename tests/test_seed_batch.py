@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from fixpt.cli import app
 from fixpt.errors import FixptError
 from fixpt.seed_batch import train_seeds, unbatchable_reason
-from fixpt.solve import solve, without_sync
+from fixpt.solve import solve
 from fixpt.train import train
 
 DATA = {"dataset": "csbm", "csbm_nodes": 200}
@@ -64,7 +64,7 @@ def test_a_diverging_seed_fails_alone(monkeypatch):
     as a divergence, and seeds 0 and 2 finish exactly as they would without it."""
     import fixpt.seed_batch as sb
 
-    real_build = sb.build
+    real_build = sb.build_model
     calls = []
 
     def poisoned_build(*args, **kwargs):
@@ -72,12 +72,12 @@ def test_a_diverging_seed_fails_alone(monkeypatch):
         calls.append(1)
         if len(calls) == 2:
             with torch.no_grad():
-                next(out[2].parameters()).fill_(float("inf"))
+                next(out[0].parameters()).fill_(float("inf"))
         return out
 
     name, model_cfg = NO_DROPOUT["gnn-gcn"]
     clean = train_seeds(name, model_cfg, DATA, TRAIN, [0, 2])
-    monkeypatch.setattr(sb, "build", poisoned_build)
+    monkeypatch.setattr(sb, "build_model", poisoned_build)
     results = train_seeds(name, model_cfg, DATA, TRAIN, [0, 1, 2])
     assert isinstance(results[1], FixptError) and "training loss became" in str(results[1])
     for a, b in zip((results[0], results[2]), clean):
@@ -104,14 +104,13 @@ def test_the_frozen_solve_returns_the_stopping_solves_iterate():
     A = torch.stack([0.3 * torch.eye(4), 0.9 * torch.eye(4)])
     b = torch.randn(2, 4)
     P = lambda z: torch.einsum("bij,bj->bi", A, z) + b  # noqa: E731
-    with without_sync():
-        frozen = solve(P, torch.zeros(2, 4), alpha=0.0, tol=1e-3, max_iter=200).z
+    frozen = solve(P, torch.zeros(2, 4), alpha=0.0, tol=1e-3, max_iter=200, frozen=True).z
     for i in range(2):
         alone = solve(lambda z, i=i: z @ A[i].T + b[i], torch.zeros(1, 4), alpha=0.0, tol=1e-3, max_iter=200)
         assert alone.converged and alone.n_iter < 200
         assert torch.equal(frozen[i], alone.z[0])
-    with without_sync(), pytest.raises(FixptError, match="picard"):
-        solve(P, torch.zeros(2, 4), method="anderson")
+    with pytest.raises(FixptError, match="picard"):
+        solve(P, torch.zeros(2, 4), method="anderson", frozen=True)
 
 
 PRESET = """

@@ -105,4 +105,3 @@ def seed_batch_mode(model: nn.Module):
                 m.seed_batched = before
 
 
-IterativeModel.seed_batch_mode = staticmethod(seed_batch_mode)  # reachable where only IterativeModel is imported
