@@ -3,7 +3,7 @@
 A preset (``presets/*.yaml``; the README documents the format with an annotated example)::
 
     description: what the sweep reproduces
-    report: table5          # the layout ``fixpt report`` uses: table5, table1 or generic
+    report: table5          # the layout ``fixpt report`` uses (a registered layout: table5, table1, fig2, recycle, generic)
     model: [gnn, itergnn, pign]
     seeds: 10               # seeds 0 .. N-1 (``--seeds`` overrides)
     base: {epochs: 200}     # one value per key, for every run
