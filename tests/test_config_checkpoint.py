@@ -41,6 +41,9 @@ def test_choices_and_types_are_checked():
     assert cfg.hidden == 32 and cfg.contractive is True and cfg.alpha == 0.7
     with pytest.raises(FixptError, match="gamma"):
         from_dict(PIGNConfig, {"contractive": True, "gamma": 1.5})
+    for alpha in (1.0, -0.1):
+        with pytest.raises(FixptError, match=r"alpha=.* must lie in \[0, 1\)"):
+            from_dict(PIGNConfig, {"alpha": alpha})
 
 
 def _save(path, **over):

@@ -99,6 +99,8 @@ class PIGNConfig(GraphWidth):
                              "or 'loop' in dropout_at) draws a new operator every step, which has no fixed point: use --grad unroll")
         if self.max_iter < 1 or self.hidden < 1:
             raise FixptError("max_iter and hidden must be >= 1")
+        if not 0.0 <= self.alpha < 1.0:
+            raise FixptError(f"alpha={self.alpha} must lie in [0, 1): the weight kept on z_k (1 would never move)")
         if self.piece("tol") < 0:
             raise FixptError(f"tol={self.tol} must be >= 0 (0: always run max_iter iterations)")
         if self.backbone == "gat" and self.piece("gat_heads") == "concat" and self.hidden % self.heads:
