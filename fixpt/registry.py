@@ -5,8 +5,8 @@ A model family registers everything the commands need, so no command knows any f
     @register("pign", config=PIGNConfig, task="node-classification")
     class PIGN(IterativeModel): ...
 
-- ``register(name, config=, task=, view=)``: a model, its typed config, the tasks it serves and the
-  *view* ``iterate`` / ``check-contraction`` take of it (:mod:`fixpt.views`);
+- ``register(name, config=, task=, view=, example=)``: a model, its typed config, the tasks it serves,
+  the *view* ``iterate`` / ``check-contraction`` take of it (:mod:`fixpt.views`) and its smallest run;
 - ``register_task``: a :class:`fixpt.tasks.Task`: its data, loss, metric, training loop (``fit``) and the
   runner of one sweep point (``run_point``: train it, or run and score it);
 - ``register_layout``: a ``fixpt report`` layout;
@@ -76,6 +76,7 @@ class ModelSpec:
     description: str
     tasks: tuple[str, ...] = ()  # every task the model serves (the default first)
     view: Any = None  # what iterate / check-contraction do with a trained model (None: they refuse it)
+    example: Any = None  # the smallest run: flat sweep keys, or a function of a scratch folder returning them
 
     def task_for(self, task: str | None) -> str:
         """``task`` if the model serves it (None: the default), else an error naming the ones it does."""
@@ -92,15 +93,17 @@ LAYOUTS: Registry[Any] = Registry("layout")
 COMMANDS: list[Callable[[Any], None]] = []  # each adds a family's commands to the typer app it is given
 
 
-def register(name: str, *, config: type, task: str | tuple[str, ...], view: Any = None):
+def register(name: str, *, config: type, task: str | tuple[str, ...], view: Any = None, example: Any = None):
     """Class decorator adding a model to the registry under ``name``. ``task`` is one task or several (the
     first is the default; ``--task`` picks another); ``view`` is what ``iterate`` and ``check-contraction``
-    do with it (e.g. :data:`fixpt.views.FIXED_POINT_VIEW`; None: they refuse it)."""
+    do with it (e.g. :data:`fixpt.views.FIXED_POINT_VIEW`; None: they refuse it); ``example`` the smallest run
+    (flat sweep keys, or a function of a scratch folder returning them), which ``tests/test_registry.py``
+    runs through every command for every registered model."""
 
     def wrap(cls):
         doc = (cls.__doc__ or "").strip().splitlines()
         tasks = (task,) if isinstance(task, str) else tuple(task)
-        MODELS.add(name, ModelSpec(name, cls, config, tasks[0], doc[0] if doc else "", tasks, view))
+        MODELS.add(name, ModelSpec(name, cls, config, tasks[0], doc[0] if doc else "", tasks, view, example))
         return cls
 
     return wrap

@@ -128,3 +128,9 @@ def test_untrained_registry_entries_refuse_training():
 def test_batch_size_is_for_sample_tasks():
     with pytest.raises(fixpt.FixptError, match="batch_size applies to tasks with independent samples"):
         train("pign", {"hidden": 8}, {"csbm_nodes": 60}, {"epochs": 1, "batch_size": 4})
+
+
+def test_an_empty_validation_split_is_one_clear_error():
+    """60 nodes of 4 classes: the 20 training nodes per class take them all, and nothing is left to validate on."""
+    with pytest.raises(fixpt.FixptError, match="val_accuracy is NaN at epoch 1: the validation split is empty"):
+        train("gnn", {"hidden": 8}, {"csbm_nodes": 60}, {"epochs": 2}, device="cpu")

@@ -72,7 +72,9 @@ def make_scheduler(cfg: DDPMConfig):
                          timestep_spacing="trailing")  # n sampling steps start at t = T - 1 (see fixpt.diffusion.sampling)
 
 
-@register("ddpm", config=DDPMConfig, task="image-generation", view=DIFFUSION_VIEW)
+@register("ddpm", config=DDPMConfig, task="image-generation", view=DIFFUSION_VIEW,
+          example={"timesteps": 20, "max_steps": 4, "batch_size": 8, "warmup_steps": 2, "ckpt_every": 2, "log_every": 1,
+                   "samples": 0, "eval_timesteps": 3})
 class DDPM(nn.Module):
     """Denoising diffusion (diffusers UNet2DModel + DDPMScheduler); the diffusion steps are the iterations."""
 

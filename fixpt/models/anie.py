@@ -34,6 +34,7 @@ from torch import Tensor
 from ..errors import FixptError
 from ..registry import register
 from ..views import FIXED_POINT_VIEW
+from .examples import tiny_navier_stokes_run
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
 from .vit import NO_ATTENTION_BOUND, FieldTokens, transformer
@@ -61,7 +62,7 @@ class ANIEConfig:
             raise FixptError(f"alpha={self.alpha} must lie in [0, 1)")
 
 
-@register("anie", config=ANIEConfig, task="navier-stokes", view=FIXED_POINT_VIEW)
+@register("anie", config=ANIEConfig, task="navier-stokes", view=FIXED_POINT_VIEW, example=tiny_navier_stokes_run)
 class ANIE(IterativeModel):
     """Attentional neural integral equation: y = f + T(y), attention as the integral operator, solved by Picard iteration."""
 

@@ -41,7 +41,7 @@ class GNNConfig(GraphWidth):
             raise FixptError(f"hidden={self.hidden} must be divisible by heads={self.heads} for gat")
 
 
-@register("gnn", config=GNNConfig, task="node-classification")
+@register("gnn", config=GNNConfig, task="node-classification", example={"hidden": 8, "csbm_nodes": 120, "epochs": 2})
 class GNN(nn.Module):
     """Stacked GNN layers without iteration (the paper's "w/o iterations" baseline)."""
 

@@ -44,7 +44,7 @@ class IterGNNConfig(GraphWidth):
     dropout: float = field(default=0.5, metadata={"help": "dropout on encoder and decoder inputs"})
 
 
-@register("itergnn", config=IterGNNConfig, task="node-classification", view=FIXED_POINT_VIEW)
+@register("itergnn", config=IterGNNConfig, task="node-classification", view=FIXED_POINT_VIEW, example={"hidden": 8, "csbm_nodes": 120, "epochs": 2})
 class IterGNN(IterativeModel):
     """IterGNN: a GNN block iterated with learned confidence-based stopping (Tang et al., 2020)."""
 

@@ -108,7 +108,7 @@ class PIGNConfig(GraphWidth):
                              "(or use --gat-heads mean)")
 
 
-@register("pign", config=PIGNConfig, task="node-classification", view=FIXED_POINT_VIEW)
+@register("pign", config=PIGNConfig, task="node-classification", view=FIXED_POINT_VIEW, example={"hidden": 8, "csbm_nodes": 120, "epochs": 2})
 class PIGN(IterativeModel):
     """Picard-iteration GNN: one GNN block iterated with shared weights (paper, Alg. 1; see ``form``)."""
 

@@ -147,7 +147,8 @@ class FieldTokens(nn.Module):
         return out.reshape(b, self.out_ch, g * p, g * p)
 
 
-@register("vit", config=ViTConfig, task=("navier-stokes", "masked-pixels"), view=FIXED_POINT_VIEW)
+@register("vit", config=ViTConfig, task=("navier-stokes", "masked-pixels"), view=FIXED_POINT_VIEW,
+          example={"task": "masked-pixels", "patch": 2, "variant": "vit-small", "n_iter": 2, "epochs": 1, "batch_size": 60})
 class IterativeViT(IterativeModel):
     """Iterative vision transformer: one encoder applied n_iter times as a damped Picard iteration (paper, Alg. 2)."""
 

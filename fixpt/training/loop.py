@@ -6,6 +6,7 @@ run (best weights reloaded, ``ckpt.pt`` then ``metrics.json`` written). Seed bat
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 
@@ -72,6 +73,7 @@ def fit_epochs(spec, task, request) -> dict:
     for epoch in range(1, tcfg.epochs + 1):
         train_loss = _train_epoch(model, task, _batches(data, index, tcfg.batch_size), opt, cast, epoch)
         ev = {**evaluate(model, task, data, metric), "train_loss": train_loss}
+        _check_validation(ev, metric.name, epoch)
         if tracker.update(epoch, ev):
             tracker.best["state"] = copy.deepcopy(model.state_dict())
         if request.on_epoch is not None:
@@ -80,6 +82,13 @@ def fit_epochs(spec, task, request) -> dict:
             break
     run = Finished(spec.name, task, model, data, metric, (mcfg, dcfg, tcfg), dev, time.perf_counter() - start)
     return finish_run(run, tracker, RunDir(request.out), save_ckpt=request.save_ckpt)
+
+
+def _check_validation(ev: dict, metric: str, epoch: int) -> None:
+    """Model selection needs a validation score: NaN means an empty validation split (or a diverged evaluation)."""
+    if math.isnan(ev[f"val_{metric}"]) or math.isnan(ev["val_loss"]):
+        raise FixptError(f"val_{metric} is NaN at epoch {epoch}: the validation split is empty (e.g. a generated graph with "
+                         "too few nodes for its split) or the evaluation diverged; use more data or lower --lr")
 
 
 @dataclass
