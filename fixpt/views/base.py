@@ -60,8 +60,10 @@ class Trained:
 
 
 class View:
-    """``iterate_options`` / ``contraction_options``: option dataclasses; ``check_*`` validate options before the
-    (possibly slow) model and data are built; ``on_progress`` receives (total, advance) callbacks of long work."""
+    """A family's meaning of ``iterate`` and ``check-contraction``. ``iterate_options`` / ``contraction_options`` are
+    option dataclasses (every view's contraction options extend :class:`PowerIterationOptions`); ``check_*``
+    validate options before the (possibly slow) model and data are built; ``iterate`` may report long work
+    through ``progress``."""
 
     name: str = ""
     iterate_options: type
