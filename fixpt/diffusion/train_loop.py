@@ -34,7 +34,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write
 from ..config import from_dict, to_dict
 from ..device import resolve_device
 from ..errors import DivergenceError, FixptError
@@ -270,7 +269,7 @@ class _DDPMRun:
                    "ema_state": [e.detach().cpu() for e in self.ema], "optimizer": self.opt.state_dict(),
                    "lr_schedule": self.schedule.state_dict(), "generator": self.gen.get_state(), "order": self.order.state_dict(),
                    "losses": torch.tensor(self.losses, dtype=torch.float64), "rng": _rng_states()}
-        atomic_write(self.folder / STATE_FILE, lambda tmp: torch.save(payload, tmp))
+        self.folder.write_state(STATE_FILE, payload)
 
     def _network(self):
         net = self.model.unet

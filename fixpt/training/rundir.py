@@ -2,7 +2,9 @@
 
 A run folder holds ``config.json`` (what was asked for), ``ckpt.pt`` (the weights), ``metrics.json``
 (the results; a run is complete exactly when it exists beside ``config.json``) and, for a failed run,
-``error.json`` (the message and traceback) instead. Writes are atomic (:func:`fixpt.checkpoint.atomic_write`),
+``error.json`` (the message and traceback) instead; a resumable run adds its training state
+(``train_state.pt`` for DDPM), and a family's runner may add its own artefacts (the recycle family's
+predictions and score table). Writes are atomic (:func:`fixpt.checkpoint.atomic_write`),
 so a run killed at any moment leaves either the old file or the new one, never half of one.
 """
 
@@ -12,6 +14,8 @@ import json
 import traceback
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..checkpoint import atomic_write, save_checkpoint
 
@@ -46,6 +50,11 @@ class RunDir:
     def write_checkpoint(self, **payload) -> None:
         if self.path is not None:
             save_checkpoint(self.path / CKPT, **payload)
+
+    def write_state(self, name: str, payload: dict) -> None:
+        """A resumable training state (``torch.save``, read back with ``weights_only=True``)."""
+        if self.path is not None:
+            atomic_write(self.path / name, lambda tmp: torch.save(payload, tmp))
 
     def write_metrics(self, metrics: dict) -> None:
         if self.path is not None:
