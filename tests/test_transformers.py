@@ -78,7 +78,7 @@ def test_training_lowers_the_error(ns_file):
     _, task, model, data, _, _ = build("vit", {"variant": "vit-small", "n_iter": 2}, data_cfg(ns_file), torch.device("cpu"))
     model.eval()
     with torch.no_grad():
-        untrained = task.score(model(data), data, "test")
+        untrained = task.score(model(data), data, "test", task.metric)
     assert metrics["test_mse"] < 0.5 * untrained
     assert metrics["n_iter"] == 2
 
