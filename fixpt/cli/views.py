@@ -93,6 +93,9 @@ def _command(verb: Verb, ckpt_help: str):
     kw_only = inspect.Parameter.KEYWORD_ONLY
     params = [inspect.Parameter("ckpt", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Path, default=typer.Argument(..., help=ckpt_help)),
               *params,
+              inspect.Parameter("data_root", kw_only, annotation=str, default=typer.Option(
+                  "", "--data-root", help="folder holding the data sets (default: $FIXPT_DATA, else ~/.cache/fixpt); "
+                  "never taken from the checkpoint")),
               inspect.Parameter("device", kw_only, annotation=str, default=typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda")),
               inspect.Parameter("as_json", kw_only, annotation=bool, default=typer.Option(False, "--json", help="print machine-readable JSON on stdout"))]
 
@@ -100,7 +103,7 @@ def _command(verb: Verb, ckpt_help: str):
     def command(ckpt: Path, **kw):
         checkpoint, view, opts = _view_and_options(ckpt, verb, kw, defaults)
         verb.check(view, opts)
-        trained = load_trained(ckpt, kw["device"], checkpoint)
+        trained = load_trained(ckpt, kw["device"], checkpoint, data_root=kw["data_root"])
         with progress_bar(enabled=err.is_terminal and not kw["as_json"]) as bars:
             def progress(description: str, total: int, stats: str):
                 bar = bars.add_task(description, total=total, stats=stats)

@@ -58,7 +58,7 @@ class NavierStokesDataConfig:
     viscosity: float = field(default=1e-3, metadata={"help": "nu of the generated set", "choices": VISCOSITIES})
     in_frames: int = field(default=10, metadata={"help": "input: the vorticity at t = 1 .. in_frames"})
     out_frames: int = field(default=10, metadata={"help": "target: the next out_frames frames"})
-    data_root: str = field(default="", metadata={"help": "where generated sets are kept (default: ~/.cache/fixpt)"})
+    data_root: str = field(default="", metadata={"location": True, "help": "where generated sets are kept (default: ~/.cache/fixpt)"})
 
     def validate(self) -> None:
         if self.in_frames < 1 or self.out_frames < 1:

@@ -19,7 +19,7 @@ class GraphDataConfig:
     dataset: str = field(default="csbm", metadata={"choices": DATASETS, "help": "csbm or longrange (generated, offline), a Planetoid set, or LRGB pascalvoc-sp"})
     noise: float = field(default=0.0, metadata={"help": "drop-in noise p: +1 on floor(p*N*F) feature entries"})
     noise_seed: int = field(default=2147483647, metadata={"help": "seed of the noise draw (fixed, so all runs see one graph)"})
-    data_root: str = field(default="", metadata={"help": "folder holding planetoid/<Name>/raw (default: $FIXPT_DATA, else ~/.cache/fixpt)"})
+    data_root: str = field(default="", metadata={"location": True, "help": "folder holding planetoid/<Name>/raw (default: $FIXPT_DATA, else ~/.cache/fixpt)"})
     csbm_nodes: int = field(default=1000, metadata={"help": "csbm: number of nodes"})
     csbm_classes: int = field(default=4, metadata={"help": "csbm: number of classes"})
     csbm_degree: float = field(default=6.0, metadata={"help": "csbm: expected degree"})

@@ -29,7 +29,7 @@ class MaskedPixelsDataConfig:
     images: str = field(default="digits", metadata={"choices": IMAGE_SETS, "help": "digits (bundled, offline) or cifar10 (from the data root)"})
     mask_ratio: float = field(default=0.75, metadata={"help": "fraction of pixels blacked out"})
     mask_seed: int = field(default=0, metadata={"help": "seed of the fixed masks"})
-    data_root: str = field(default="", metadata={"help": "folder holding cifar10/cifar-10-batches-py (default: $FIXPT_DATA, else ~/.cache/fixpt)"})
+    data_root: str = field(default="", metadata={"location": True, "help": "folder holding cifar10/cifar-10-batches-py (default: $FIXPT_DATA, else ~/.cache/fixpt)"})
 
     def validate(self) -> None:
         if not 0.0 <= self.mask_ratio < 1.0:
@@ -47,8 +47,12 @@ def load_cifar10(root: str) -> tuple[Tensor, Tensor]:
     from torchvision.datasets import CIFAR10
 
     from .planetoid import data_root
+    from .safe_pickle import check_pickle
 
     folder = data_root(root) / "cifar10"
+    batches = folder / "cifar-10-batches-py"
+    for f in sorted(batches.glob("*_batch*")) + sorted(batches.glob("batches.meta")):
+        check_pickle(f, encoding="latin1")  # torchvision unpickles them (after its MD5 check): refuse any that runs code
     try:
         train, test = (CIFAR10(str(folder), train=t, download=False) for t in (True, False))
     except (RuntimeError, OSError):  # torchvision's "not found or corrupted", or a missing folder

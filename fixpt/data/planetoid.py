@@ -16,6 +16,7 @@ from pathlib import Path
 from torch_geometric.data import Data
 
 from ..errors import FixptError
+from .safe_pickle import check_pickle
 
 NAMES = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 RAW_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -45,6 +46,8 @@ def load_planetoid(dataset: str, root: str = "") -> Data:
     work = cache_dir() / "planetoid" / key
     work_raw = work / name / "raw"
     if any(not (work_raw / f).is_file() or (work_raw / f).stat().st_size != (raw / f).stat().st_size for f in files):
+        for f in files[:-1]:  # every file but test.index (text) is a pickle PyG will load: refuse any that runs code
+            check_pickle(raw / f)
         work_raw.mkdir(parents=True, exist_ok=True)
         for f in files:
             shutil.copyfile(raw / f, work_raw / f)

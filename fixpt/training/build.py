@@ -52,13 +52,18 @@ def build_model(spec, task, model_cfg: dict, data_cfg: dict, device: torch.devic
     return model.to(device), data.to(device), mcfg, dcfg
 
 
-def load_trained(path, device: str = "auto", checkpoint: dict | None = None) -> Trained:
+def load_trained(path, device: str = "auto", checkpoint: dict | None = None, data_root: str = "") -> Trained:
     """Rebuild a trained model and its exact inputs from a checkpoint. ``checkpoint``: the file's contents
-    when the caller has already read them (not read again)."""
+    when the caller has already read them (not read again).
+
+    A checkpoint never chooses where data is read from: every data-config field marked
+    ``metadata={"location": True}`` (``data_root``) is ``data_root`` here, the caller's choice (empty:
+    ``$FIXPT_DATA``, else the default), whatever the checkpoint holds; it names only the data set."""
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(path)
     spec = MODELS.get(ckpt["model"])
     task = TASKS.get(spec.task_for(ckpt.get("task")))
-    model, data, _, dcfg = build_model(spec, task, ckpt["config"], ckpt["data"], resolve_device(device))
+    places = {f.name: data_root for f in dataclasses.fields(task.data_config) if f.metadata.get("location")}
+    model, data, _, dcfg = build_model(spec, task, ckpt["config"], {**ckpt["data"], **places}, resolve_device(device))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
