@@ -44,8 +44,10 @@ from .errors import FixptError
 from .registry import LAYOUTS, get_spec, list_models
 from .tasks import FitRequest, get_task
 from .sweepdir import INDEX, run_folder
-from .training.rundir import RunDir, write_json
+from .training.rundir import CONFIG, RunDir, write_json
 
+ID_HEX = 16  # hex digits of a run id's hash: 64 bits, so a million runs collide with odds of 3e-8
+LEGACY_HEX = 8  # what sweeps before 2026-12 used; their folders are found and resumed
 PRESET_KEYS = ("description", "report", "model", "seeds", "base", "grid")
 
 
@@ -57,6 +59,7 @@ class Run:
     params: dict[str, Any]
     id: str = ""
     configs: dict[str, dict] = field(default_factory=dict)  # resolved model_config / data / train
+    key: str = ""  # the canonical text the id hashes: the model and the keys the preset gives
 
     def as_dict(self) -> dict:
         return {"id": self.id, "model": self.model, "params": self.params}
@@ -131,8 +134,8 @@ def resolve(run: Run) -> None:
     given = {k: run.configs[sections[part]][k] for part, keys in parts.items() for k in keys}
     if "task" in run.params:  # a model's other task (absent for the default: older sweeps keep their ids)
         given["task"] = task.name
-    digest = hashlib.sha1(json.dumps({"model": run.model, "params": given}, sort_keys=True).encode()).hexdigest()[:8]
-    run.id = f"{run.model}-{digest}"
+    run.key = json.dumps({"model": run.model, "params": given}, sort_keys=True)
+    run.id = f"{run.model}-{hashlib.sha1(run.key.encode()).hexdigest()[:ID_HEX]}"
 
 
 def _grid_points(grid: dict) -> list[dict]:
@@ -212,15 +215,44 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
             runs.append(run)
             for k, v in point.items():
                 axes.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
-    ids = [r.id for r in runs]
-    if len(set(ids)) != len(ids):
-        runs = list({r.id: r for r in runs}.values())  # the union of grids may name a run twice: run it once
+    runs = _unique(runs)
     varying = [k for k, v in axes.items() if len(v) > 1 and k != "seed"]
     return Sweep(name=path.stem, description=str(doc.get("description", "")), report=report, runs=runs, varying=varying)
 
 
+def _unique(runs: list[Run]) -> list[Run]:
+    """Each run once (the union of grids may name a run twice); two configurations with one id are an error."""
+    by_id: dict[str, Run] = {}
+    for r in runs:
+        seen = by_id.setdefault(r.id, r)
+        if seen.key != r.key:
+            raise FixptError(f"run id collision: {seen.key} and {r.key} hash to {r.id}; report it (ids hash {4 * ID_HEX} bits)")
+    return list(by_id.values())
+
+
 def run_dir(out: Path, run: Run) -> RunDir:
-    return RunDir(run_folder(out, run.id))
+    """The run's folder; a sweep begun before ids grew to 16 hex digits keeps its 8-digit folders."""
+    folder = run_folder(out, run.id)
+    legacy = run_folder(out, run.id[: len(run.model) + 1 + LEGACY_HEX])
+    if not folder.exists() and legacy.exists():
+        folder = legacy
+    _check_stored(folder, run)
+    return RunDir(folder)
+
+
+def _check_stored(folder: Path, run: Run) -> None:
+    """A folder whose ``config.json`` holds another configuration than ``run`` (a collision, or an edited
+    folder) is refused: resuming into it would mix two runs."""
+    try:
+        stored = json.loads((folder / CONFIG).read_text())
+    except (OSError, ValueError):
+        return  # no config yet (or a damaged one, rewritten when the run starts)
+    given = json.loads(run.key)["params"]
+    sections = ("model_config", "data", "train")
+    differs = stored.get("model") != run.model or any(
+        k in run.configs[s] and k in stored.get(s, {}) and stored[s][k] != run.configs[s][k] for k in given for s in sections)
+    if differs:
+        raise FixptError(f"{folder} holds another configuration than run {run.id} ({run.key}); move the folder away and rerun")
 
 
 def status(out: Path, run: Run) -> str:

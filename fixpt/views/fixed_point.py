@@ -74,7 +74,7 @@ class FixedPointView(View):
             scores.append(task.score(model.decode(f, data), data, opts.split, metric))
             sol = solve(P, f, callback=lambda k, z: scores.append(task.score(model.decode(z, data), data, opts.split, metric)), **solver)
         rows = [{"k": 0, "residual": None, "abs_residual": None, metric.name: scores[0]}]
-        for k in range(1, sol.n_iter + 1):
+        for k in range(1, len(sol.rel_trace) + 1):  # the iterations with a finite residual (a diverged step has none)
             rows.append({"k": k, "residual": float(sol.rel_trace[k - 1].max()), "abs_residual": float(sol.abs_trace[k - 1].max()),
                          metric.name: scores[k] if k < len(scores) else None})
         result = {"model": trained.spec.name, "solver": solver["method"], "alpha": solver["alpha"], "tol": solver["tol"],
@@ -82,7 +82,8 @@ class FixedPointView(View):
                   "n_evals": sol.n_evals, "diverged": sol.diverged, "trained_depth": depth}
         notes = [truncation_note(depth)] if depth is not None else []
         if sol.diverged:
-            notes.append(f"[red]diverged[/]: non-finite values at iteration {sol.n_iter}")
+            notes.append(f"[red]diverged[/] at iteration {sol.n_iter}: non-finite values (the table stops at the last finite "
+                         "iterate); a larger --alpha damps the iteration")
         elif sol.converged:
             notes.append(f"converged at k = {sol.n_iter} (relative residual <= {solver['tol']}), {sol.n_evals} operator evaluations")
         else:
@@ -108,6 +109,8 @@ class FixedPointView(View):
                 f, P = model.operator(data)
                 iterates = [f]
                 sol = solve(P, f, callback=lambda k, z: iterates.append(z), **{**solver, "grad": "unroll"})
+            if sol.diverged or not torch.isfinite(f).all():
+                return _diverged(trained.spec.name, sol.n_iter)
             picks = torch.linspace(0, len(iterates) - 1, min(opts.samples, len(iterates))).round().long().unique()
             points = [iterates[i] for i in picks.tolist()]
             report = contraction(P, points, batched=solver["batched"], certified=model.certified_lipschitz(data),
@@ -123,6 +126,14 @@ class FixedPointView(View):
                          "continuing them would converge.")
         ok = report.verdict == "certified" if opts.require_certificate else report.contractive
         return ViewResult({"model": trained.spec.name, **result}, [table], notes, ok=ok)
+
+
+def _diverged(name: str, k: int) -> ViewResult:
+    """check-contraction on an operator whose iteration leaves the finite numbers: no norm to measure."""
+    where = f"at iteration {k}" if k else "at its start (the free term is not finite)"
+    return ViewResult({"model": name, "verdict": "diverged", "diverged_at": k, "contractive": False},
+                      notes=[f"verdict: [red]diverged[/] {where}: the solve produced non-finite values, so the operator is not "
+                             "a contraction there and no Jacobian norm can be measured"], ok=False)
 
 
 def _contraction_table(name: str, report, result: dict, alpha: float, n_points: int) -> TextTable:

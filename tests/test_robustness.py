@@ -1,0 +1,83 @@
+"""Nothing lost and no traceback when runs diverge or ids could collide (issue 15, items 2 and 4)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import fixpt.sweep as sw
+from fixpt.cli import app
+from fixpt.errors import FixptError
+
+runner = CliRunner()
+CSBM = ["--dataset", "csbm", "--csbm-nodes", "200", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A trained PIGN, and two broken copies: block weights x 1e6 (the iteration overflows after a few
+    steps) and NaN block weights (the first step is NaN)."""
+    tmp = tmp_path_factory.mktemp("div")
+    res = runner.invoke(app, ["train", "pign", *CSBM, "--hidden", "16", "--epochs", "2", "--out", str(tmp / "run")])
+    assert res.exit_code == 0, res.output
+    ckpt = torch.load(tmp / "run" / "ckpt.pt", weights_only=True)
+    for name, factor in (("big", 1e6), ("nan", float("nan"))):
+        state = {k: v * factor if k.startswith("block") else v for k, v in ckpt["state_dict"].items()}
+        torch.save({**ckpt, "state_dict": state}, tmp / f"{name}.pt")
+    return tmp
+
+
+@pytest.mark.parametrize("solver", ["picard", "anderson"])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_iterate_reports_divergence_with_exit_1(checkpoints, solver, as_json):
+    args = ["iterate", str(checkpoints / "big.pt"), "--max-iter", "40", "--alpha", "0", "--solver", solver, "--device", "cpu"]
+    res = runner.invoke(app, args + (["--json"] if as_json else []))
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output  # exit 1, not an uncaught exception
+    if as_json:
+        doc = json.loads(res.stdout)
+        assert doc["diverged"] and all(r["residual"] is not None for r in doc["iterations"][1:])
+    else:
+        assert "diverged at iteration" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("name", ["big", "nan"])
+def test_check_contraction_reports_divergence_with_exit_1(checkpoints, name):
+    res = runner.invoke(app, ["check-contraction", str(checkpoints / f"{name}.pt"), "--device", "cpu", "--json"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    doc = json.loads(res.stdout)
+    assert doc["verdict"] == "diverged" and doc["diverged_at"] >= 1 and doc["contractive"] is False
+
+
+PRESET = "model: pign\nbase: {dataset: csbm, csbm_nodes: 200, hidden: 8, epochs: 1}\ngrid: {max_iter: [1, 2, 3, 4, 5, 6, 7, 8]}\n"
+
+
+def test_colliding_ids_are_refused(tmp_path, monkeypatch):
+    (tmp_path / "p.yaml").write_text(PRESET)
+    assert len({r.id for r in sw.load_preset(tmp_path / "p.yaml").runs}) == 8
+    monkeypatch.setattr(sw, "ID_HEX", 1)  # 16 ids for 8 configurations: a collision is certain (pigeonhole after 17)
+    (tmp_path / "q.yaml").write_text(PRESET.replace("[1, 2, 3, 4, 5, 6, 7, 8]", str(list(range(1, 18)))))
+    with pytest.raises(FixptError, match="run id collision"):
+        sw.load_preset(tmp_path / "q.yaml")
+
+
+def test_a_folder_holding_another_configuration_is_refused_and_old_ids_resume(tmp_path):
+    (tmp_path / "p.yaml").write_text(PRESET)
+    plan = sw.load_preset(tmp_path / "p.yaml")
+    a, b = plan.runs[:2]
+    counts = sw.run_sweep(plan, tmp_path / "sw", device="cpu", save_ckpt=False)
+    assert counts["finished"] == 8
+    folder = sw.run_dir(tmp_path / "sw", a).path
+    shutil.copy(sw.run_dir(tmp_path / "sw", b).path / "config.json", folder / "config.json")  # b's config in a's folder
+    with pytest.raises(FixptError, match="holds another configuration"):
+        sw.status(tmp_path / "sw", a)
+    own = json.dumps({"model": a.model, "params": a.params, **a.configs})
+    legacy = folder.parent / a.id[: len(a.model) + 1 + sw.LEGACY_HEX]
+    folder.rename(legacy)  # the folder as a sweep from before 16-digit ids named it
+    (legacy / "config.json").write_text(own)
+    assert sw.run_dir(tmp_path / "sw", a).path == legacy and sw.status(tmp_path / "sw", a) == "done"
+    again = sw.run_sweep(plan, tmp_path / "sw", device="cpu", save_ckpt=False)
+    assert again["skipped"] == 8 and again["finished"] == 0  # resumed, nothing rerun
