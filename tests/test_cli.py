@@ -150,7 +150,10 @@ def test_divergence_is_exit_2_and_keeps_earlier_results(tmp_path):
     assert run("train", "gnn", *CSBM, "--epochs", 2, "--out", tmp_path, "--device", "cpu").exit_code == 0
     before = (tmp_path / "ckpt.pt").read_bytes(), (tmp_path / "metrics.json").read_text()
     res = run("train", "pign", "--alpha", 0.0, "--max-iter", 60, "--lr", 1e6, *CSBM, "--epochs", 30, "--out", tmp_path, "--device", "cpu")
-    one_line_error(res, "non-finite")
+    one_line_error(res, "already holds a run", "--overwrite")  # refused before any work
+    res = run("train", "pign", "--alpha", 0.0, "--max-iter", 60, "--lr", 1e6, *CSBM, "--epochs", 30, "--out", tmp_path, "--device", "cpu",
+              "--overwrite")
+    one_line_error(res, "non-finite")  # overwriting allowed, but a diverged run replaces nothing
     assert ((tmp_path / "ckpt.pt").read_bytes(), (tmp_path / "metrics.json").read_text()) == before
 
 

@@ -81,3 +81,36 @@ def test_a_folder_holding_another_configuration_is_refused_and_old_ids_resume(tm
     assert sw.run_dir(tmp_path / "sw", a).path == legacy and sw.status(tmp_path / "sw", a) == "done"
     again = sw.run_sweep(plan, tmp_path / "sw", device="cpu", save_ckpt=False)
     assert again["skipped"] == 8 and again["finished"] == 0  # resumed, nothing rerun
+
+
+def test_train_never_replaces_a_run_silently(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "gnn", *CSBM, "--hidden", "8", "--epochs", "1"]
+    assert runner.invoke(app, args + ["--out", "a"]).exit_code == 0
+    before = (tmp_path / "a" / "metrics.json").read_text()
+    res = runner.invoke(app, args + ["--out", "a", "--seed", "1"])
+    assert res.exit_code == 2 and "already holds a run" in res.output and (tmp_path / "a" / "metrics.json").read_text() == before
+    assert runner.invoke(app, args + ["--out", "a", "--seed", "1", "--overwrite"]).exit_code == 0
+    for _ in range(3):  # the default folders of runs started within one second are distinct
+        assert runner.invoke(app, args).exit_code == 0
+    assert len(list((tmp_path / "runs").glob("gnn-*/metrics.json"))) == 3
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "gnn", *CSBM, "--epochs", "1", "--out", "{file}"],
+    ["train", "gnn", *CSBM, "--epochs", "1", "--out", "{file}/sub"],
+    ["sweep", "{preset}", "--out", "{file}/sw"],
+    ["report", "{sweep}", "--plot", "{file}/figs"],
+    ["iterate", "{ckpt}", "--plot", "{file}/it.png"],
+    ["data", "navier-stokes", "--out", "{file}"],
+])
+def test_an_output_in_the_way_fails_before_any_work(command, checkpoints, tmp_path):
+    """A file where the output folder should be: one line, exit 2, before anything is trained or written."""
+    (tmp_path / "f").write_text("a file")
+    (tmp_path / "p.yaml").write_text(PRESET)
+    subs = {"{file}": str(tmp_path / "f"), "{preset}": str(tmp_path / "p.yaml"), "{ckpt}": str(checkpoints / "run" / "ckpt.pt"),
+            "{sweep}": str(checkpoints)}
+    args = [next((a.replace(k, v) for k, v in subs.items() if k in a), a) for a in command]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+    assert "a file is in the way" in res.output and len(res.output.strip().splitlines()) == 1, res.output

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..training.rundir import writable_folder
 from .console import err, user_errors
 
 
@@ -26,6 +27,8 @@ def report(
     """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold."""
     from ..report import make_report
 
+    if plot is not None:
+        writable_folder(plot, "--plot")
     report = make_report(sweep_dir, layout=layout, fmt=fmt, compare=compare, select=select, protocol=protocol, plot=plot)
     sys.stdout.write(report.text)
     for line in report.notes:

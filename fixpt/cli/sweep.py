@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import FixptError
+from ..training.rundir import writable_folder
 from .console import DeviceOpt, JsonOpt, err, out, print_json, user_errors
 
 
@@ -40,6 +41,7 @@ def sweep(
     labels = {r.id: sw.describe(r, plan.varying) for r in plan.runs}
     if dry_run:
         return _show_plan(plan, out_dir, labels, json_)
+    writable_folder(out_dir)
     sw.write_index(out_dir, plan, str(preset))
     skipped = sum(1 for r in plan.runs if sw.status(out_dir, r) == "done")
     with _SweepProgress(plan, labels, skipped) as live:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +15,7 @@ from rich.table import Table
 from ..errors import FixptError
 from ..registry import get_spec, list_models
 from ..tasks import get_task
+from ..training.rundir import has_run, new_run_folder, writable_folder
 from .console import err, options_of, out, print_json, progress_bar, user_errors, with_signature
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a registered model (one subcommand per model).")
@@ -37,7 +37,9 @@ def _common_options(spec) -> list[inspect.Parameter]:
     return [
         inspect.Parameter("task", kw, annotation=str, default=typer.Option(spec.task, "--task", help=f"one of: {', '.join(spec.tasks)}")),
         inspect.Parameter("out_dir", kw, annotation=Optional[Path], default=typer.Option(
-            None, "--out", help="run folder for ckpt.pt and metrics.json [default: runs/<model>-<time>]")),
+            None, "--out", help="run folder for ckpt.pt and metrics.json [default: a new runs/<model>-<time>-<4 hex>]")),
+        inspect.Parameter("overwrite", kw, annotation=bool, default=typer.Option(
+            False, "--overwrite", help="replace the run already in --out (without it, an existing run is an error)")),
         inspect.Parameter("device", kw, annotation=str, default=typer.Option("auto", "--device", help="auto, cpu or cuda")),
         inspect.Parameter("as_json", kw, annotation=bool, default=typer.Option(False, "--json", help="print the metrics as JSON on stdout")),
     ]
@@ -51,6 +53,19 @@ def _configs(kw: dict, spec, task, data_defaults: dict) -> dict[str, dict]:
     if foreign:
         raise FixptError(f"--{foreign[0].replace('_', '-')} is not an option of task {task.name!r}; pick the task it belongs to with --task")
     return cfgs
+
+
+def _run_folder(name: str, out: Path | None, resumed: str | None, overwrite: bool) -> Path:
+    """Where the run writes, checked before any work: a resumed run's own folder, ``--out`` (not over an earlier
+    run unless ``--overwrite``), or a new folder under ``runs/``."""
+    if out is None and resumed:
+        return writable_folder(resumed)
+    if out is None:
+        return new_run_folder("runs", name)
+    if has_run(out) and not overwrite and Path(resumed or "").resolve() != out.resolve():
+        raise FixptError(f"--out {out} already holds a run (ckpt.pt / metrics.json); pass --overwrite to replace it, or choose "
+                         "another folder")
+    return writable_folder(out)
 
 
 def _show(name: str, task, cfgs: dict, metrics: dict, out_dir: Path) -> None:
@@ -83,8 +98,7 @@ def make_train_command(name: str) -> None:
     def command(**kw):
         task = tasks[spec.task_for(kw["task"])]
         cfgs = _configs(kw, spec, task, data_defaults)
-        resumed = task.resumes_from(cfgs["train"])
-        out_dir = kw["out_dir"] or (Path(resumed) if resumed else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out_dir = _run_folder(name, kw["out_dir"], task.resumes_from(cfgs["train"]), kw["overwrite"])
         main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
         # the bar is for people at a terminal; scripts (and --json) get clean stderr
         with progress_bar(enabled=err.is_terminal and not kw["as_json"] and main_process) as progress:

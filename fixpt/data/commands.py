@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from ..cli.console import DeviceOpt, JsonOpt, err, out, print_json, user_errors
 from ..errors import FixptError
 from ..registry import register_commands
+from ..training.rundir import writable_folder
 
 data_app = typer.Typer(no_args_is_help=True, help="Generate data sets (written once, reused when the same options come again).")
 register_commands(lambda app: app.add_typer(data_app, name="data"))
@@ -48,7 +49,7 @@ def navier_stokes(
     if resolution is not None and fine is None:
         values["fine"] = max(resolution, SIZES[size]["fine"] // SIZES[size]["resolution"] * resolution)
     cfg = from_dict(NavierStokesConfig, values, what="navier-stokes")
-    root = out_dir or cache_dir()
+    root = writable_folder(out_dir) if out_dir is not None else cache_dir()
     path = dataset_path(cfg, root)
     reused = path.is_file()
     start = time.perf_counter()

@@ -13,6 +13,7 @@ from rich.table import Table
 from ..cli.console import JsonOpt, err, out, print_json, user_errors
 from ..errors import FixptError
 from ..registry import register_commands
+from ..training.rundir import writable_folder
 
 recycle_app = typer.Typer(no_args_is_help=True, help="AlphaFold recycling: run ColabFold with every recycle saved, and score the recycles.")
 register_commands(lambda app: app.add_typer(recycle_app, name="recycle"))
@@ -38,6 +39,7 @@ def run(
     from .runner import RecycleRunConfig, link_precomputed, read_fasta, run_colabfold
 
     targets = [name for name, _ in read_fasta(fasta)]
+    writable_folder(out_dir)
     if backend == "precomputed":
         if predictions is None:
             raise FixptError("--backend precomputed needs --predictions DIR (a ColabFold results folder)")

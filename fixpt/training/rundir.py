@@ -11,6 +11,9 @@ so a run killed at any moment leaves either the old file or the new one, never h
 from __future__ import annotations
 
 import json
+import secrets
+import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,40 @@ from typing import Any
 import torch
 
 from ..checkpoint import atomic_write, save_checkpoint
+from ..errors import FixptError
 
 CONFIG, CKPT, METRICS, ERROR = "config.json", "ckpt.pt", "metrics.json", "error.json"
+
+
+def writable_folder(path: str | Path, what: str = "--out") -> Path:
+    """``path`` as a folder that exists and can be written, checked before any work; else a one-line error."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".fixpt-write-test-")
+        probe.close()
+    except (FileExistsError, NotADirectoryError):
+        raise FixptError(f"{what} {path}: a file is in the way (it, or a folder above it, is a file); choose a folder") from None
+    except OSError as e:
+        raise FixptError(f"{what} {path} cannot be written ({e.strerror or type(e).__name__}); choose a writable folder") from None
+    return path
+
+
+def new_run_folder(parent: str | Path, stem: str) -> Path:
+    """A fresh folder ``parent/stem-<time>-<4 hex>``, created exclusively: runs started in the same second never share one."""
+    parent = writable_folder(parent)
+    while True:
+        folder = parent / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+
+
+def has_run(path: Path) -> bool:
+    """Whether ``path`` already holds a run (its checkpoint or its metrics)."""
+    return (path / CKPT).exists() or (path / METRICS).exists()
 
 
 def write_json(path: Path, obj: Any) -> None:

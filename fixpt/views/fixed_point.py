@@ -5,6 +5,7 @@ It uses only the model's ``operator``, ``decode``, ``solver_options`` and ``cert
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -12,6 +13,7 @@ from ..contraction import contraction
 from ..errors import FixptError
 from ..models.base import cached_weights
 from ..solve import solve
+from ..training.rundir import writable_folder
 from .base import PowerIterationOptions, TextTable, Trained, View, ViewResult
 
 SPLITS = ("train", "val", "test")
@@ -59,6 +61,8 @@ class FixedPointView(View):
     def check_iterate(self, opts: IterateOptions) -> None:
         if opts.max_iter < 1:
             raise FixptError(f"--max-iter {opts.max_iter}: iterate needs at least 1 iteration")
+        if opts.plot is not None:
+            writable_folder(Path(opts.plot).parent, "--plot")
 
     def iterate(self, trained: Trained, opts: IterateOptions, progress=None) -> ViewResult:
         model, data, task, metric = trained.model, trained.data, trained.task, trained.metric
