@@ -114,3 +114,15 @@ def test_an_output_in_the_way_fails_before_any_work(command, checkpoints, tmp_pa
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
     assert "a file is in the way" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_user_text_is_never_read_as_markup(tmp_path, checkpoints):
+    res = runner.invoke(app, ["iterate", "[/bold]m.pt"])  # was a MarkupError traceback
+    assert res.exit_code == 2 and "[/bold]m.pt" in res.output and "Traceback" not in res.output, res.output
+    res = runner.invoke(app, ["iterate", "runs/[red]x[/red]/ckpt.pt"])  # was reported as runs/x/ckpt.pt
+    assert res.exit_code == 2 and "runs/[red]x[/red]/ckpt.pt" in res.output, res.output
+    res = runner.invoke(app, ["sweep", "presets/table5.yaml", "--set", "backbone"])  # fixpt's own hint survives
+    assert res.exit_code == 2 and "--set backbone=[gcn,sage]" in res.output, res.output
+    folder = tmp_path / "[red]out[/red]"
+    res = runner.invoke(app, ["train", "gnn", *CSBM, "--hidden", "8", "--epochs", "1", "--out", str(folder)])
+    assert res.exit_code == 0 and f"wrote {folder / 'ckpt.pt'}" in res.output.replace("\n", ""), res.output

@@ -32,6 +32,6 @@ def report(
     report = make_report(sweep_dir, layout=layout, fmt=fmt, compare=compare, select=select, protocol=protocol, plot=plot)
     sys.stdout.write(report.text)
     for line in report.notes:
-        err.print(line)
+        err.print(line, markup=False, highlight=False)
     for p in report.written:
-        err.print(f"wrote {p}")
+        err.print(f"wrote {p}", markup=False, highlight=False)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import FixptError
@@ -57,11 +58,11 @@ def _show_plan(plan, out_dir: Path, labels: dict, as_json: bool) -> None:
     if as_json:
         print_json({"out": str(out_dir), "runs": [{**r.as_dict(), "status": statuses[r.id]} for r in plan.runs]})
         return
-    table = Table(title=f"{plan.name}: {len(plan.runs)} runs into {out_dir}")
+    table = Table(title=escape(f"{plan.name}: {len(plan.runs)} runs into {out_dir}"))
     for col in ("#", "run", "id", "status"):
         table.add_column(col)
     for i, r in enumerate(plan.runs, 1):
-        table.add_row(str(i), labels[r.id], r.id, statuses[r.id])
+        table.add_row(str(i), escape(labels[r.id]), r.id, statuses[r.id])
     out.print(table)
 
 
@@ -98,7 +99,7 @@ class _SweepProgress:
         else:
             line = f"[{done}/{total}] FAILED {label}  {result['error']}"
         if self.interactive:
-            self.progress.console.print(line, highlight=False)
+            self.progress.console.print(line, highlight=False, markup=False)
         else:
             print(line, file=sys.stderr, flush=True)
 
@@ -109,9 +110,9 @@ def _summarise(plan, out_dir: Path, labels: dict, counts: dict, as_json: bool) -
         print_json({"out": str(out_dir), **summary, "errors": counts["errors"]})
     else:
         out.print(f"{plan.name}: {summary['finished']} finished, {summary['skipped']} skipped (already complete), "
-                  f"{summary['failed']} failed, of {summary['total']} runs in {out_dir}")
+                  f"{summary['failed']} failed, of {summary['total']} runs in {out_dir}", markup=False)
         for rid, e in counts["errors"].items():
-            out.print(f"  failed {labels.get(rid, rid)} ({rid}): {e}", highlight=False)
+            out.print(f"  failed {labels.get(rid, rid)} ({rid}): {e}", highlight=False, markup=False)
         if counts["failed"]:
             out.print("rerun the same command to retry the failed runs; each one's error.json holds the traceback")
     if counts["failed"]:

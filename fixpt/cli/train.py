@@ -76,7 +76,7 @@ def _show(name: str, task, cfgs: dict, metrics: dict, out_dir: Path) -> None:
         if not isinstance(value, (list, dict)):  # curves: in metrics.json and --json
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     out.print(table)
-    out.print(f"wrote {out_dir / 'ckpt.pt'} and {out_dir / 'metrics.json'}")
+    out.print(f"wrote {out_dir / 'ckpt.pt'} and {out_dir / 'metrics.json'}", markup=False)
 
 
 def make_train_command(name: str) -> None:

@@ -65,4 +65,4 @@ def navier_stokes(
         print_json(result)
     else:
         what = "reused" if reused else f"generated in {result['seconds']:.1f} s"
-        out.print(f"{path} ({what}): vorticity {shape} = (samples, frames at t = 1..{cfg.t_final}, grid, grid)", highlight=False)
+        out.print(f"{path} ({what}): vorticity {shape} = (samples, frames at t = 1..{cfg.t_final}, grid, grid)", highlight=False, markup=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from rich.markup import escape
 
 from ..config import from_dict
 from ..errors import FixptError
@@ -129,8 +130,8 @@ class DiffusionView(View):
                                              "grid"], left=("grid",))
         table.rows = [[str(r["steps"]), "-" if r["change"] is None else f"{r['change']:.4f}",
                        *([f"{r['quality']:.3f}"] if has_quality else []), Path(r["grid"]).name] for r in result["rows"]]
-        note = (f"wrote the grids and {Path(result['overview']).name} (8 samples per step count, one row each) to {out_dir}; "
-                f"timesteps: {result['spacing']}")
+        note = escape(f"wrote the grids and {Path(result['overview']).name} (8 samples per step count, one row each) to {out_dir}; "
+                      f"timesteps: {result['spacing']}")
         return ViewResult(result, [table], [note])
 
     def check_iterate(self, opts: StepsOptions) -> None:

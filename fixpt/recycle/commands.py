@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..cli.console import JsonOpt, err, out, print_json, user_errors
@@ -50,7 +51,7 @@ def run(
 
         def on_target(target: str, state: str) -> None:
             if not as_json:
-                err.print(f"{target}: {state}", highlight=False)
+                err.print(f"{target}: {state}", highlight=False, markup=False)
 
         summary = run_colabfold(fasta, out_dir, cfg, seed=random_seed, on_target=on_target)
     else:
@@ -60,7 +61,8 @@ def run(
     else:
         failed = "".join(f"\n  {t}: {why}" for t, why in summary["failed"].items())
         out.print(f"{len(summary['finished'])} finished, {len(summary['skipped'])} skipped (already done), "
-                  f"{len(summary['failed'])} failed{failed}\nnext: fixpt recycle score {out_dir} --reference REF", highlight=False)
+                  f"{len(summary['failed'])} failed{failed}\nnext: fixpt recycle score {out_dir} --reference REF", highlight=False,
+                  markup=False)
     if summary["failed"]:
         raise typer.Exit(1)
 
@@ -97,11 +99,11 @@ def score(
         print_json(rows)  # a list of rows, one per target x model x seed x recycle
         return
     summary = summarise(rows)
-    table = Table(title=f"recycles against {reference.name}", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table = Table(title=escape(f"recycles against {reference.name}"), box=box.SIMPLE_HEAD, padding=(0, 1))
     for col in ("target", "model", "seed", "N", "matched", "CA-RMSD r0->rN", "GDT-TS r0->rN", "TM rN", "residual", "ratio", "verdict"):
         table.add_column(col, no_wrap=col != "target")
     for s in summary:
-        table.add_row(s["target"], str(s["model"]), str(s["seed"]), str(s["recycles"]), f"{s['n_matched']}/{s['n_ref']}",
+        table.add_row(escape(s["target"]), str(s["model"]), str(s["seed"]), str(s["recycles"]), f"{s['n_matched']}/{s['n_ref']}",
                       f"{s['rmsd_first']:.2f}->{s['rmsd_last']:.2f}", f"{s['gdt_ts_first']:.1f}->{s['gdt_ts_last']:.1f}",
                       f"{s['tm_score_last']:.3f}", _fmt(s["residual_last"], ".3f"), _fmt(s["ratio_last"], ".2f"),
                       s["verdict"].split(":")[0].split(" (")[0].replace(" from the reference", ""), style="red" if s["flagged"] else None)
@@ -109,6 +111,8 @@ def score(
     (out if out.is_terminal else Console(width=160)).print(table)
     for s in summary:
         if s["flagged"]:
-            out.print(f"flagged: {s['target']} model {s['model']} seed {s['seed']}: {s['verdict']}", highlight=False, soft_wrap=True)
+            out.print(f"flagged: {s['target']} model {s['model']} seed {s['seed']}: {s['verdict']}", highlight=False, soft_wrap=True,
+                      markup=False)
     flagged = sum(s["flagged"] for s in summary)
-    out.print(f"{flagged} of {len(summary)} trajectories flagged; per-recycle scores in {csv_path}", highlight=False, soft_wrap=True)
+    out.print(f"{flagged} of {len(summary)} trajectories flagged; per-recycle scores in {csv_path}", highlight=False, soft_wrap=True,
+              markup=False)

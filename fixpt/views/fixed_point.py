@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 
 from ..contraction import contraction
 from ..errors import FixptError
@@ -97,7 +98,7 @@ class FixedPointView(View):
 
             plot_iterations(rows, metric.name, result["converged_at"], opts.plot, label=f"{opts.split} {metric.name}",
                             title=f"{trained.spec.name} ({solver['method']}, alpha={solver['alpha']})", trained_depth=depth)
-            notes.append(f"wrote {opts.plot}")
+            notes.append(f"wrote {escape(str(opts.plot))}")
         table = TextTable(f"{trained.spec.name}: {solver['method']} iteration, alpha={solver['alpha']}, tol={solver['tol']}",
                           ["k", "residual (rel)", "residual (abs)", f"{opts.split} {metric.name}"])
         table.rows = [[str(r["k"]) + (" (trained)" if r["k"] == depth else ""), _fmt(r["residual"], ".3e"),
