@@ -26,6 +26,7 @@ import torch
 from torch_geometric.data import Data
 
 from ..errors import FixptError
+from .lock import cache_lock
 from .planetoid import cache_dir, data_root
 from .safe_pickle import check_pickle
 
@@ -45,20 +46,21 @@ def load_lrgb(root: str = "") -> Data:
     key = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:12]
     work = cache_dir() / "lrgb" / key
     work_raw = work / NAME / "raw"
-    if any(not (work_raw / f"{s}.pickle").is_file() or (work_raw / f"{s}.pickle").stat().st_size != (raw / f"{s}.pickle").stat().st_size
-           for s in SPLITS):
-        for s in SPLITS:  # pickles PyG will load: refuse any that runs code
-            check_pickle(raw / f"{s}.pickle")
-        work_raw.mkdir(parents=True, exist_ok=True)
-        for s in SPLITS:
-            shutil.copyfile(raw / f"{s}.pickle", work_raw / f"{s}.pickle")
-        shutil.rmtree(work / NAME / "processed", ignore_errors=True)
-    graphs = {}
-    try:
-        for s in SPLITS:
-            graphs[s] = list(LRGBDataset(str(work), NAME, split=s))
-    except Exception as e:  # noqa: BLE001 - a damaged pickle surfaces here
-        raise FixptError(f"could not read the PascalVOC-SP raw files in {raw} ({type(e).__name__}: {str(e)[:100]})") from None
+    with cache_lock(work):  # one process builds the cache; the others wait and then read it whole
+        if any(not (work_raw / f"{s}.pickle").is_file() or (work_raw / f"{s}.pickle").read_bytes() != (raw / f"{s}.pickle").read_bytes()
+               for s in SPLITS):
+            for s in SPLITS:  # pickles PyG will load: refuse any that runs code
+                check_pickle(raw / f"{s}.pickle")
+            work_raw.mkdir(parents=True, exist_ok=True)
+            for s in SPLITS:
+                shutil.copyfile(raw / f"{s}.pickle", work_raw / f"{s}.pickle")
+            shutil.rmtree(work / NAME / "processed", ignore_errors=True)
+        graphs = {}
+        try:
+            for s in SPLITS:
+                graphs[s] = list(LRGBDataset(str(work), NAME, split=s))
+        except Exception as e:  # noqa: BLE001 - a damaged pickle surfaces here
+            raise FixptError(f"could not read the PascalVOC-SP raw files in {raw} ({type(e).__name__}: {str(e)[:100]})") from None
     return disjoint_union(graphs)
 
 
