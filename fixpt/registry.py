@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
@@ -136,9 +137,11 @@ _loaded: set[str] = set()
 
 
 def load_builtins() -> None:
-    """Import every module of :data:`FAMILY_MODULES` once (:mod:`fixpt.builtin`: the built-in families).
+    """Import every module of :data:`FAMILY_MODULES` once (:mod:`fixpt.builtin`: the built-in families), then
+    those named in ``$FIXPT_FAMILIES`` (comma-separated; how a plugin reaches sweep worker processes too).
     By name, as plugins are found: the registry itself depends on no family."""
-    for name in FAMILY_MODULES:
+    extra = [m.strip() for m in os.environ.get("FIXPT_FAMILIES", "").split(",") if m.strip()]
+    for name in FAMILY_MODULES + [m for m in extra if m not in FAMILY_MODULES]:
         if name not in _loaded:
             _loaded.add(name)
             importlib.import_module(name)

@@ -22,17 +22,13 @@ next invocation. The sweep directory's ``index.json`` lists every planned run.
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import hashlib
 import itertools
 import json
 import multiprocessing as mp
-import os
-import signal
-import sys
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -45,6 +41,7 @@ from .registry import LAYOUTS, get_spec, list_models
 from .tasks import FitRequest, get_task
 from .sweepdir import INDEX, run_folder
 from .training.rundir import CONFIG, RunDir, write_json
+from .workers import WORKER_DIED, WorkerPool
 
 ID_HEX = 16  # hex digits of a run id's hash: 64 bits, so a million runs collide with odds of 3e-8
 LEGACY_HEX = 8  # what sweeps before 2026-12 used; their folders are found and resumed
@@ -348,18 +345,6 @@ def plan_jobs(runs: list[Run], seed_batch: int) -> list[list[Run]]:
     return out
 
 
-def _init_worker(threads: int, devices) -> None:
-    import torch
-
-    if sys.platform.startswith("linux"):  # die with the sweep: an orphan would go on training from its queue
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the sweep died before the line above
-            os._exit(1)
-    torch.set_num_threads(threads)
-    if devices is not None:  # one GPU per worker process
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
-
-
 def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1, save_ckpt: bool = True,
               seed_batch: int = 1, on_start: Callable[[Run], None] | None = None,
               on_done: Callable[[Run, dict], None] | None = None) -> dict:
@@ -388,34 +373,22 @@ def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1
                 record(run, result)
         return counts
 
-    ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     devices = None
     if device != "cpu":
         import torch
 
         n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n_gpus > 1:
-            devices = ctx.Manager().Queue()
+            devices = mp.get_context("spawn").Manager().Queue()
             for i in range(workers):
                 devices.put(i % n_gpus)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, devices)) as pool:
-        pending = {}
-        queue = list(jobs)
-        while queue or pending:
-            while queue and len(pending) < workers:
-                job = queue.pop(0)
-                start(job)
-                pending[pool.submit(execute_job, job, out, device, save_ckpt)] = job
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                job = pending.pop(fut)
-                try:
-                    results = fut.result()
-                except Exception as e:  # noqa: BLE001 - a worker that died (e.g. killed for memory)
-                    results = [_failed(run, run_dir(out, run), RuntimeError(f"worker died: {e}"), 0.0, "") for run in job]
-                for run, result in zip(job, results):
-                    record(run, result)
+
+    def died(job: list[Run]) -> list[dict]:
+        return [_failed(run, run_dir(out, run), RuntimeError(WORKER_DIED), 0.0, "") for run in job]
+
+    pool = WorkerPool(workers, functools.partial(execute_job, out=out, device=device, save_ckpt=save_ckpt), start,
+                      lambda job, results: [record(run, result) for run, result in zip(job, results)], died, devices)
+    pool.run(jobs)
     return counts
 
 

@@ -171,3 +171,33 @@ def test_a_changed_raw_file_of_the_same_size_is_noticed(tmp_path, monkeypatch):
     assert len(labels.read_bytes()) == len(raw_bytes)
     after = load_planetoid("cora", str(root)).y
     assert not torch.equal(before, after)
+
+
+@pytest.fixture()
+def killer_plugin(monkeypatch):
+    """tests/killer_family.py as a plugin (FIXPT_FAMILIES), in this process and in the sweep's workers; taken out after."""
+    import os
+
+    from fixpt import registry
+
+    here = str(Path(__file__).parent)
+    monkeypatch.setenv("FIXPT_FAMILIES", "killer_family")
+    monkeypatch.setenv("PYTHONPATH", here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.syspath_prepend(here)
+    yield
+    registry.MODELS.remove("killer")
+    registry.TASKS.remove("killer-task")
+    registry._loaded.discard("killer_family")
+
+
+def test_a_dead_worker_fails_its_own_run_only(tmp_path, killer_plugin):
+    """Two workers; the run with die=true SIGKILLs its worker. It alone fails; the runs that were in flight
+    beside it, and every run after it, finish (before: BrokenProcessPool marked them failed or never ran them)."""
+    (tmp_path / "k.yaml").write_text("model: killer\ngrid:\n  - {die: [false], value: [1, 2, 3]}\n  - {die: [true]}\n"
+                                     "  - {die: [false], value: [4, 5, 6]}\n")
+    res = runner.invoke(app, ["sweep", str(tmp_path / "k.yaml"), "--out", str(tmp_path / "sw"), "--workers", "2", "--json"])
+    assert res.exit_code == 1, res.output
+    summary = json.loads(res.stdout)
+    assert (summary["finished"], summary["failed"]) == (6, 1), summary
+    (error,) = summary["errors"].values()
+    assert "worker process died" in error
