@@ -201,3 +201,31 @@ def test_a_dead_worker_fails_its_own_run_only(tmp_path, killer_plugin):
     assert (summary["finished"], summary["failed"]) == (6, 1), summary
     (error,) = summary["errors"].values()
     assert "worker process died" in error
+
+
+@pytest.mark.parametrize("damage", ["", "{trunc", "[1, 2]", '{"model": "pign", "test_accuracy": "high"}', "\x00\xff"])
+def test_damaged_metrics_are_named_skipped_and_rerun(tmp_path, damage):
+    (tmp_path / "p.yaml").write_text(PRESET.replace("[1, 2, 3, 4, 5, 6, 7, 8]", "[1, 2]"))
+    out = tmp_path / "sw"
+    assert runner.invoke(app, ["sweep", str(tmp_path / "p.yaml"), "--out", str(out), "--device", "cpu"]).exit_code == 0
+    victim = sorted((out / "runs").glob("*/metrics.json"))[0]
+    victim.write_bytes(damage.encode("latin1"))
+    res = runner.invoke(app, ["report", str(out), "--format", "json"])
+    assert res.exit_code == 0 and isinstance(res.exception, (SystemExit, type(None))), res.output
+    assert f"warning: {victim}" in res.stderr.replace("\n", "") and len(json.loads(res.stdout)["cells"]) == 1
+    res = runner.invoke(app, ["report", str(out), "--strict"])
+    assert res.exit_code == 2 and str(victim) in res.output.replace("\n", "") and "Traceback" not in res.output
+    res = runner.invoke(app, ["sweep", str(tmp_path / "p.yaml"), "--out", str(out), "--device", "cpu", "--json"])
+    assert json.loads(res.stdout)["finished"] == 1  # the damaged run is redone, the other skipped
+    assert json.loads(victim.read_text())["model"] == "pign"
+
+
+def test_a_malformed_index_entry_is_named(tmp_path):
+    (tmp_path / "p.yaml").write_text(PRESET.replace("[1, 2, 3, 4, 5, 6, 7, 8]", "[1]"))
+    out = tmp_path / "sw"
+    assert runner.invoke(app, ["sweep", str(tmp_path / "p.yaml"), "--out", str(out), "--device", "cpu"]).exit_code == 0
+    index = json.loads((out / "index.json").read_text())
+    index["runs"].append({"id": 7})
+    (out / "index.json").write_text(json.dumps(index))
+    res = runner.invoke(app, ["report", str(out), "--format", "json"])
+    assert res.exit_code == 0 and "run entry 1 is malformed" in res.stderr.replace("\n", " "), res.output

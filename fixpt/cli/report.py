@@ -21,6 +21,7 @@ def report(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="write PNG figures into this folder")] = None,
     select: Annotated[bool, typer.Option("--select", help="per cell, keep only the setting (the varying keys the layout "
                                          "does not show) with the best mean validation score, and list the choices")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="a damaged run file is an error (exit 2), not a warning")] = False,
     protocol: Annotated[str, typer.Option("--protocol", help="best-val: test score at each run's best-validation epoch; "
                                           "last-epoch: after the last epoch (the paper's protocol)")] = "best-val",
 ) -> None:
@@ -29,9 +30,10 @@ def report(
 
     if plot is not None:
         writable_folder(plot, "--plot")
-    report = make_report(sweep_dir, layout=layout, fmt=fmt, compare=compare, select=select, protocol=protocol, plot=plot)
+    report = make_report(sweep_dir, layout=layout, fmt=fmt, compare=compare, select=select, protocol=protocol, plot=plot,
+                         strict=strict)
     sys.stdout.write(report.text)
     for line in report.notes:
-        err.print(line, markup=False, highlight=False)
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
     for p in report.written:
         err.print(f"wrote {p}", markup=False, highlight=False)

@@ -37,16 +37,17 @@ class Report:
 
 
 def make_report(sweep_dir: str | Path, *, layout: str | None = None, fmt: str = "md", compare: str | None = None,
-                select: bool = False, protocol: str = "best-val", plot: str | Path | None = None) -> Report:
+                select: bool = False, protocol: str = "best-val", plot: str | Path | None = None, strict: bool = False) -> Report:
     """The report of a sweep directory in ``layout`` (default: the preset's); ``compare="paper"`` puts the
-    published numbers beside ours; ``plot`` is a folder for the layout's figures. Bad input: FixptError."""
-    sweep = load_runs(sweep_dir)
+    published numbers beside ours; ``plot`` is a folder for the layout's figures; ``strict`` makes a damaged run
+    file an error instead of a warning. Bad input: FixptError."""
+    sweep = load_runs(sweep_dir, strict=strict)
     name = layout or sweep.layout
     chosen = _check_options(name, fmt, compare, select, protocol)
     table = chosen.table(sweep, Options(select=select, protocol=protocol))
     if compare == "paper":
         attach_paper(table, name)
-    report = Report(render(table, fmt))
+    report = Report(render(table, fmt), notes=[f"warning: {why}" for why in sweep.skipped])
     if len(sweep.runs) < sweep.planned:
         report.notes.append(f"note: {len(sweep.runs)} of {sweep.planned} planned runs are finished; the table covers those")
     if plot is not None:

@@ -30,10 +30,12 @@ class SweepRuns:
     varying: list[str]  # the keys that take more than one value, in grid order
     planned: int
     runs: list[FinishedRun]
+    skipped: list[str]  # why runs with files were left out (damaged metrics, malformed index entries)
 
 
-def load_runs(sweep_dir: str | Path) -> SweepRuns:
-    """The sweep's index and its finished runs (``metrics.json`` beside ``config.json``); at least one."""
+def load_runs(sweep_dir: str | Path, strict: bool = False) -> SweepRuns:
+    """The sweep's index and its finished runs (valid ``metrics.json`` beside ``config.json``); at least one.
+    A damaged run file or index entry is left out and named in ``skipped`` (``strict``: an error)."""
     d = Path(sweep_dir)
     index_path = d / INDEX
     if not index_path.is_file():
@@ -43,16 +45,38 @@ def load_runs(sweep_dir: str | Path) -> SweepRuns:
         planned = index["runs"]
     except (json.JSONDecodeError, KeyError, TypeError):
         raise FixptError(f"{index_path} is damaged; rerun the sweep command to rewrite it") from None
-    runs = []
-    for r in planned:
-        folder = RunDir(run_folder(d, r["id"]))
-        if folder.status() == "done":
-            metrics = json.loads((folder / METRICS).read_text())
-            task = json.loads((folder / CONFIG).read_text()).get("task", metrics.get("task"))
-            runs.append(FinishedRun(r["id"], r["model"], r["params"], metrics, task))
+    if not isinstance(planned, list):
+        raise FixptError(f"{index_path} is damaged; rerun the sweep command to rewrite it")
+    runs, skipped = [], []
+    for i, r in enumerate(planned):
+        run, why = _finished(d, index_path, i, r)
+        if why is not None and strict:
+            raise FixptError(f"{why} (--strict)")
+        skipped += [why] if why is not None else []
+        runs += [run] if run is not None else []
     if not runs:
         raise FixptError(f"{d} has no finished runs yet ({len(planned)} planned); run or resume the sweep first")
-    return SweepRuns(d, index.get("name", ""), index.get("report", "generic"), index.get("varying", []), len(planned), runs)
+    return SweepRuns(d, index.get("name", ""), index.get("report", "generic"), index.get("varying", []), len(planned), runs, skipped)
+
+
+def _finished(d: Path, index_path: Path, i: int, r) -> tuple[FinishedRun | None, str | None]:
+    """Entry ``i`` of the index as a finished run, or None and (for damaged files) why it is left out."""
+    if not (isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("model"), str)
+            and isinstance(r.get("params"), dict) and "/" not in r["id"]):
+        return None, f"{index_path}: run entry {i} is malformed (needs an id, a model and params)"
+    folder = RunDir(run_folder(d, r["id"]))
+    if not (folder / METRICS).is_file():
+        return None, None  # not finished: the note on planned runs covers it
+    problem = folder.metrics_problem()
+    if problem is not None:
+        return None, f"{problem}; left out (rerun the sweep to redo the run)"
+    try:
+        config = json.loads((folder / CONFIG).read_text())
+    except (OSError, ValueError):
+        return None, f"{folder / CONFIG} is missing or not JSON; left out (rerun the sweep to redo the run)"
+    metrics = folder.read_metrics()
+    task = config.get("task", metrics.get("task")) if isinstance(config, dict) else metrics.get("task")
+    return FinishedRun(r["id"], r["model"], r["params"], metrics, task), None
 
 
 def higher_is_better(runs: list[FinishedRun]) -> bool:

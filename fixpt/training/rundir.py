@@ -26,6 +26,13 @@ from ..errors import FixptError
 CONFIG, CKPT, METRICS, ERROR = "config.json", "ckpt.pt", "metrics.json", "error.json"
 
 
+SCORE_PREFIXES = ("test_", "val_", "train_")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def writable_folder(path: str | Path, what: str = "--out") -> Path:
     """``path`` as a folder that exists and can be written, checked before any work; else a one-line error."""
     path = Path(path)
@@ -71,10 +78,30 @@ class RunDir:
         return self.path / name
 
     def status(self) -> str:
-        """``done`` (metrics and config written), ``failed`` (an error recorded) or ``pending``."""
-        if (self.path / METRICS).is_file() and (self.path / CONFIG).is_file():
+        """``done`` (valid metrics beside the config), ``failed`` (an error recorded) or ``pending`` (a run whose
+        metrics do not validate, e.g. a truncated file, is pending: a sweep reruns it)."""
+        if (self.path / METRICS).is_file() and (self.path / CONFIG).is_file() and self.metrics_problem() is None:
             return "done"
         return "failed" if (self.path / ERROR).is_file() else "pending"
+
+    def metrics_problem(self) -> str | None:
+        """Why ``metrics.json`` cannot be used (None: it can): not JSON, not an object, or a score
+        (``test_*``, ``val_*``, ``train_*``) that is not a number."""
+        try:
+            metrics = json.loads((self.path / METRICS).read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            return f"{self.path / METRICS} is not readable JSON ({type(e).__name__})"
+        if not isinstance(metrics, dict):
+            return f"{self.path / METRICS} is not a run's metrics (a JSON object)"
+        bad = [k for k, v in metrics.items() if k.startswith(SCORE_PREFIXES) and not (v is None or _is_number(v))
+               and not isinstance(v, (list, dict))]
+        return f"{self.path / METRICS}: {bad[0]} is {metrics[bad[0]]!r}, not a number" if bad else None
+
+    def read_metrics(self) -> dict:
+        problem = self.metrics_problem()
+        if problem is not None:
+            raise FixptError(problem)
+        return json.loads((self.path / METRICS).read_text())
 
     def start(self, config: dict) -> None:
         """Create the folder, forget an earlier failure and record what the run is asked to do."""
