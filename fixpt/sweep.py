@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import multiprocessing as mp
+import reprlib
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from .sweepdir import INDEX, run_folder
 from .training.rundir import CONFIG, RunDir, write_json
 from .workers import WORKER_DIED, WorkerPool
 
+MAX_PRESET_BYTES = 1_000_000
+MAX_PRESET_NODES = 100_000
 ID_HEX = 16  # hex digits of a run id's hash: 64 bits, so a million runs collide with odds of 3e-8
 LEGACY_HEX = 8  # what sweeps before 2026-12 used; their folders are found and resumed
 PRESET_KEYS = ("description", "report", "model", "seeds", "base", "grid")
@@ -74,13 +77,37 @@ class Sweep:
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise FixptError(f"preset {path} does not exist; the shipped presets are in presets/ (e.g. presets/table5.yaml)")
+    if path.stat().st_size > MAX_PRESET_BYTES:
+        raise FixptError(f"{path} is {path.stat().st_size} bytes; a preset is at most {MAX_PRESET_BYTES} (is it the right file?)")
     try:
         doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise FixptError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise FixptError(f"{path} is not valid YAML text ({str(e).splitlines()[0][:120]})") from None
+    _check_size(doc, path)
     if not isinstance(doc, dict):
         raise FixptError(f"{path} must hold a mapping with keys {', '.join(PRESET_KEYS)}")
     return doc
+
+
+def _check_size(doc: Any, path: Path) -> None:
+    """Refuse a preset whose aliases expand to more than :data:`MAX_PRESET_NODES` values (a YAML bomb:
+    a few lines that expand to billions), counted without expanding it."""
+    stack, seen = [doc], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_PRESET_NODES:
+            raise FixptError(f"{path} expands to more than {MAX_PRESET_NODES} values (nested YAML aliases?); a preset is small")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _short(value: Any) -> str:
+    """A value for an error message, cut to a line."""
+    return reprlib.Repr(maxstring=60, maxother=60, maxlist=6, maxdict=6, maxlevel=3).repr(value)
 
 
 def parse_set(items: Iterable[str]) -> dict[str, Any]:
@@ -137,7 +164,7 @@ def resolve(run: Run) -> None:
 
 def _grid_points(grid: dict) -> list[dict]:
     if not isinstance(grid, dict):
-        raise FixptError(f"a grid must map keys to lists of values; got {grid!r}")
+        raise FixptError(f"a grid must map keys to lists of values; got {_short(grid)}")
     keys = list(grid)
     values = [v if isinstance(v, list) else [v] for v in grid.values()]
     for k, v in zip(keys, values):
@@ -176,21 +203,21 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
         raise FixptError(f"{path}: unknown preset key {', '.join(map(repr, unknown))}; valid keys: {', '.join(PRESET_KEYS)}")
     report = doc.get("report", "generic")
     if report not in LAYOUTS:
-        raise FixptError(f"{path}: report must be one of {', '.join(LAYOUTS.names())}; got {report!r}")
+        raise FixptError(f"{path}: report must be one of {', '.join(LAYOUTS.names())}; got {_short(report)}")
     base = doc.get("base") or {}
     if not isinstance(base, dict):
-        raise FixptError(f"{path}: base must be a mapping of config keys to single values; got {base!r}")
+        raise FixptError(f"{path}: base must be a mapping of config keys to single values; got {_short(base)}")
     base = dict(base)
     grids = doc.get("grid") or {}
     grids = grids if isinstance(grids, list) else [grids]
     for g in grids:
         if not isinstance(g, dict):
-            raise FixptError(f"{path}: a grid must map config keys to lists of values; got {g!r}")
+            raise FixptError(f"{path}: a grid must map config keys to lists of values; got {_short(g)}")
     grids = [dict(g) for g in grids] or [{}]
     top_model = doc.get("model")
     n_seeds = seeds if seeds is not None else doc.get("seeds", 1)
     if not isinstance(n_seeds, int) or n_seeds < 1:
-        raise FixptError(f"seeds must be a positive integer; got {n_seeds!r}")
+        raise FixptError(f"seeds must be a positive integer; got {_short(n_seeds)}")
     top_model = _override(grids, base, top_model, overrides or {})
     runs: list[Run] = []
     axes: dict[str, set] = {}

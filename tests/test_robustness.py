@@ -229,3 +229,27 @@ def test_a_malformed_index_entry_is_named(tmp_path):
     (out / "index.json").write_text(json.dumps(index))
     res = runner.invoke(app, ["report", str(out), "--format", "json"])
     assert res.exit_code == 0 and "run entry 1 is malformed" in res.stderr.replace("\n", " "), res.output
+
+
+BOMB = """a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+@pytest.mark.parametrize("where", ["top", "description", "base"])
+def test_yaml_bombs_are_refused_at_once(tmp_path, where):
+    import time
+
+    text = {"top": BOMB + "model: pign\n", "description": "model: pign\ndescription: " + BOMB.replace("\n", "\n  ").replace("a: &a", "x: &a", 1),
+            "base": "model: pign\nbase:\n  " + BOMB.replace("\n", "\n  ")}[where]
+    (tmp_path / "bomb.yaml").write_text(text)
+    start = time.perf_counter()
+    res = runner.invoke(app, ["sweep", str(tmp_path / "bomb.yaml"), "--dry-run"])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) <= 3 and time.perf_counter() - start < 20, res.output[:500]
