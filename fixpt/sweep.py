@@ -107,7 +107,11 @@ def _check_size(doc: Any, path: Path) -> None:
 
 def _short(value: Any) -> str:
     """A value for an error message, cut to a line."""
-    return reprlib.Repr(maxstring=60, maxother=60, maxlist=6, maxdict=6, maxlevel=3).repr(value)
+    short = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+    short.maxstring = short.maxother = 60
+    short.maxlist = short.maxdict = 6
+    short.maxlevel = 3
+    return short.repr(value)
 
 
 def parse_set(items: Iterable[str]) -> dict[str, Any]:
