@@ -303,10 +303,20 @@ def write_index(out: Path, sweep: Sweep, preset: str) -> None:
                              "varying": sweep.varying, "runs": list(runs.values())})
 
 
-def _prepare(run: Run, out: Path) -> RunDir:
+def _prepare(run: Run, out: Path) -> RunDir | None:
+    """The run's folder, claimed for this process and started; None if another process holds or finished it."""
     d = run_dir(out, run)
+    if not d.claim():
+        return None
+    if d.status() == "done":  # finished by another sweep process since this one planned it
+        d.release()
+        return None
     d.start({"model": run.model, "params": run.params, **run.configs})
     return d
+
+
+def _elsewhere(run: Run) -> dict:
+    return {"id": run.id, "status": "elsewhere", "seconds": 0.0}
 
 
 def _failed(run: Run, d: RunDir, e: BaseException, seconds: float, tb: str | None = None) -> dict:
@@ -318,6 +328,8 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
     """One run into its directory, by its task's runner (train it, or run and score it); never raises (a
     failure is recorded in ``error.json``)."""
     d = _prepare(run, out)
+    if d is None:
+        return _elsewhere(run)
     start = time.perf_counter()
     try:
         spec = get_spec(run.model)
@@ -327,6 +339,8 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
         return {"id": run.id, "status": "done", "metrics": metrics, "seconds": time.perf_counter() - start}
     except Exception as e:  # noqa: BLE001 - any failure (divergence, OOM, bad data) is recorded, the sweep goes on
         return _failed(run, d, e, time.perf_counter() - start, traceback.format_exc())
+    finally:
+        d.release()
 
 
 def execute_job(job: list[Run], out: Path, device: str, save_ckpt: bool) -> list[dict]:
@@ -334,9 +348,21 @@ def execute_job(job: list[Run], out: Path, device: str, save_ckpt: bool) -> list
     each into its own directory; never raises. A seed that fails (e.g. its loss became NaN) fails alone."""
     if len(job) == 1:
         return [execute(job[0], out, device, save_ckpt)]
+    dirs = [_prepare(run, out) for run in job]
+    mine = [(run, d) for run, d in zip(job, dirs) if d is not None]
+    results = {run.id: _elsewhere(run) for run, d in zip(job, dirs) if d is None}
+    if mine:
+        results.update(_train_batch([r for r, _ in mine], [d for _, d in mine], device, save_ckpt))
+    for d in dirs:
+        if d is not None:
+            d.release()
+    return [results[run.id] for run in job]
+
+
+def _train_batch(job: list[Run], dirs: list[RunDir], device: str, save_ckpt: bool) -> dict[str, dict]:
+    """The seeds of ``job`` as one seed batch into their claimed folders; every run's result by id."""
     from .seed_batch import train_seeds
 
-    dirs = [_prepare(run, out) for run in job]
     first = job[0]
     start = time.perf_counter()
     try:
@@ -345,11 +371,11 @@ def execute_job(job: list[Run], out: Path, device: str, save_ckpt: bool) -> list
                               task=first.configs.get("task"))
     except Exception as e:  # noqa: BLE001 - the whole batch failed (bad data, OOM): every run records it
         tb = traceback.format_exc()
-        return [_failed(run, d, e, time.perf_counter() - start, tb) for run, d in zip(job, dirs)]
+        return {run.id: _failed(run, d, e, time.perf_counter() - start, tb) for run, d in zip(job, dirs)}
     seconds = (time.perf_counter() - start) / len(job)
-    return [_failed(run, d, res, seconds) if isinstance(res, Exception) else
+    return {run.id: _failed(run, d, res, seconds) if isinstance(res, Exception) else
             {"id": run.id, "status": "done", "metrics": res, "seconds": seconds}
-            for run, d, res in zip(job, dirs, results)]
+            for run, d, res in zip(job, dirs, results)}
 
 
 def plan_jobs(runs: list[Run], seed_batch: int) -> list[list[Run]]:
@@ -382,11 +408,12 @@ def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1
     """Run every pending run of ``sweep`` into ``out``; return counts of finished, skipped and failed runs.
     ``seed_batch > 1`` trains up to that many seeds of one configuration together (:func:`plan_jobs`)."""
     todo = [r for r in sweep.runs if status(out, r) != "done"]
-    counts = {"total": len(sweep.runs), "skipped": len(sweep.runs) - len(todo), "finished": 0, "failed": 0, "errors": {}}
+    counts = {"total": len(sweep.runs), "skipped": len(sweep.runs) - len(todo), "finished": 0, "failed": 0, "elsewhere": 0,
+              "errors": {}}
     jobs = plan_jobs(todo, seed_batch)
 
     def record(run: Run, result: dict) -> None:
-        counts["finished" if result["status"] == "done" else "failed"] += 1
+        counts[{"done": "finished", "elsewhere": "elsewhere"}.get(result["status"], "failed")] += 1
         if result["status"] == "failed":
             counts["errors"][run.id] = result["error"]
         if on_done is not None:

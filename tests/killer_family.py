@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 
 from fixpt.registry import register, register_task
@@ -20,6 +21,7 @@ class KillerConfig:
 @dataclass
 class KillerData:
     value: float = field(default=1.0, metadata={"help": "the score it records"})
+    sleep: float = field(default=0.0, metadata={"help": "seconds the run takes"})
 
 
 @dataclass
@@ -38,6 +40,9 @@ class KillerTask(Task):
     def run_point(self, spec, request):
         if request.model_config.get("die"):
             os.kill(os.getpid(), signal.SIGKILL)
+        with open(request.out / "trained.txt", "a") as log:  # one line per time the run is trained
+            log.write(f"{os.getpid()}\n")
+        time.sleep(request.data.get("sleep", 0.0))
         metrics = {"model": spec.name, "task": self.name, "test_score": request.data.get("value", 1.0)}
         RunDir(request.out).write_metrics(metrics)
         return metrics

@@ -177,6 +177,7 @@ def test_a_changed_raw_file_of_the_same_size_is_noticed(tmp_path, monkeypatch):
 def killer_plugin(monkeypatch):
     """tests/killer_family.py as a plugin (FIXPT_FAMILIES), in this process and in the sweep's workers; taken out after."""
     import os
+    import sys
 
     from fixpt import registry
 
@@ -184,10 +185,12 @@ def killer_plugin(monkeypatch):
     monkeypatch.setenv("FIXPT_FAMILIES", "killer_family")
     monkeypatch.setenv("PYTHONPATH", here + os.pathsep + os.environ.get("PYTHONPATH", ""))
     monkeypatch.syspath_prepend(here)
+    registry.load_builtins()  # registered here too
     yield
     registry.MODELS.remove("killer")
     registry.TASKS.remove("killer-task")
     registry._loaded.discard("killer_family")
+    sys.modules.pop("killer_family", None)  # so the next use registers it again
 
 
 def test_a_dead_worker_fails_its_own_run_only(tmp_path, killer_plugin):
@@ -253,3 +256,43 @@ def test_yaml_bombs_are_refused_at_once(tmp_path, where):
     start = time.perf_counter()
     res = runner.invoke(app, ["sweep", str(tmp_path / "bomb.yaml"), "--dry-run"])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) <= 3 and time.perf_counter() - start < 20, res.output[:500]
+
+
+def test_two_sweeps_on_one_folder_train_each_run_once(tmp_path, killer_plugin):
+    """Three sweep processes started together on one folder split its runs: each run is trained exactly once."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "k.yaml").write_text("model: killer\nbase: {sleep: 0.3}\ngrid: {value: [1, 2, 3, 4, 5, 6, 7, 8]}\n")
+    cmd = [sys.executable, "-m", "fixpt", "sweep", str(tmp_path / "k.yaml"), "--out", str(tmp_path / "sw"), "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)) for _ in range(3)]
+    summaries = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert sum(s["finished"] for s in summaries) == 8 and all(s["failed"] == 0 for s in summaries), summaries
+    logs = sorted((tmp_path / "sw" / "runs").glob("*/trained.txt"))
+    assert len(logs) == 8 and all(len(f.read_text().splitlines()) == 1 for f in logs)
+    assert not list((tmp_path / "sw" / "runs").glob("*/claim.json"))  # every claim released
+
+
+def test_a_stale_claim_is_taken_over(tmp_path, killer_plugin):
+    import socket
+
+    (tmp_path / "k.yaml").write_text("model: killer\ngrid: {value: [1]}\n")
+    plan = sw.load_preset(tmp_path / "k.yaml")
+    folder = sw.run_dir(tmp_path / "sw", plan.runs[0]).path
+    folder.mkdir(parents=True)
+    dead = subprocess_pid_that_exited()
+    (folder / "claim.json").write_text(json.dumps({"host": socket.gethostname(), "pid": dead, "started": 0}))
+    assert sw.run_sweep(plan, tmp_path / "sw", device="cpu")["finished"] == 1
+    (folder / "metrics.json").unlink()
+    (folder / "claim.json").write_text(json.dumps({"host": socket.gethostname(), "pid": __import__("os").getpid(), "started": 0}))
+    assert sw.run_sweep(plan, tmp_path / "sw", device="cpu")["elsewhere"] == 1  # a live holder keeps it
+
+
+def subprocess_pid_that_exited() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid

@@ -96,6 +96,8 @@ class _SweepProgress:
         if result["status"] == "done":
             score = next((f"{k}={v:.4f}" for k, v in result["metrics"].items() if k.startswith("test_")), "")
             line = f"[{done}/{total}] done   {label}  {score}  ({result['seconds']:.1f} s)"
+        elif result["status"] == "elsewhere":
+            line = f"[{done}/{total}] taken  {label}  (another sweep process holds or finished it)"
         else:
             line = f"[{done}/{total}] FAILED {label}  {result['error']}"
         if self.interactive:
@@ -105,12 +107,13 @@ class _SweepProgress:
 
 
 def _summarise(plan, out_dir: Path, labels: dict, counts: dict, as_json: bool) -> None:
-    summary = {k: counts[k] for k in ("total", "finished", "skipped", "failed")}
+    summary = {k: counts[k] for k in ("total", "finished", "skipped", "failed", "elsewhere")}
     if as_json:
         print_json({"out": str(out_dir), **summary, "errors": counts["errors"]})
     else:
         out.print(f"{plan.name}: {summary['finished']} finished, {summary['skipped']} skipped (already complete), "
-                  f"{summary['failed']} failed, of {summary['total']} runs in {out_dir}", markup=False)
+                  f"{summary['failed']} failed" + (f", {summary['elsewhere']} taken by another sweep process" if summary["elsewhere"] else "")
+                  + f", of {summary['total']} runs in {out_dir}", markup=False)
         for rid, e in counts["errors"].items():
             out.print(f"  failed {labels.get(rid, rid)} ({rid}): {e}", highlight=False, markup=False)
         if counts["failed"]:

@@ -11,7 +11,9 @@ so a run killed at any moment leaves either the old file or the new one, never h
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import socket
 import tempfile
 import time
 import traceback
@@ -23,7 +25,7 @@ import torch
 from ..checkpoint import atomic_write, save_checkpoint
 from ..errors import FixptError
 
-CONFIG, CKPT, METRICS, ERROR = "config.json", "ckpt.pt", "metrics.json", "error.json"
+CONFIG, CKPT, METRICS, ERROR, CLAIM = "config.json", "ckpt.pt", "metrics.json", "error.json", "claim.json"
 
 
 SCORE_PREFIXES = ("test_", "val_", "train_")
@@ -31,6 +33,28 @@ SCORE_PREFIXES = ("test_", "val_", "train_")
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _stale(claim: Path) -> bool:
+    """Whether a claim's process is gone: on this host, its pid is not alive. A claim from another host is
+    trusted (its process cannot be seen from here); a claim still being written is fresh for a minute."""
+    try:
+        holder = json.loads(claim.read_text())
+        host, pid = holder["host"], int(holder["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return time.time() - claim.stat().st_mtime > 60
+        except OSError:
+            return True  # gone meanwhile
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def writable_folder(path: str | Path, what: str = "--out") -> Path:
@@ -102,6 +126,29 @@ class RunDir:
         if problem is not None:
             raise FixptError(problem)
         return json.loads((self.path / METRICS).read_text())
+
+    def claim(self) -> bool:
+        """Take the run for this process: an exclusive create of ``claim.json`` (host, pid, start time), so sweep
+        processes sharing the folder (on one machine or several on a shared filesystem) never train a run twice.
+        A claim whose process is gone (same host, pid not alive) is stale and taken over. False: another
+        process holds the run."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / CLAIM
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not _stale(path):
+                    return False
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}, f)
+            return True
+        return False
+
+    def release(self) -> None:
+        (self.path / CLAIM).unlink(missing_ok=True)
 
     def start(self, config: dict) -> None:
         """Create the folder, forget an earlier failure and record what the run is asked to do."""
