@@ -122,12 +122,12 @@ def test_bad_inputs_are_one_line_errors(tmp_path, trained):
     one_line_error(run("train", "pign", "--dataset", "cora", "--data-root", tmp_path, "--epochs", 1, "--out", tmp_path / "r"),
                    "raw files not found", "FIXPT_DATA")
     one_line_error(run("train", "pign", "--backbone", "gat", "--contractive", "--out", tmp_path / "r"), "contractive")
-    one_line_error(run("train", "pign", "--noise", 50, "--out", tmp_path / "r"), "noise=50", "[0, 1]")
+    one_line_error(run("train", "pign", "--noise", 50, "--out", tmp_path / "r"), "'noise' must be >= 0 and <= 1", "0.5 is the paper's 50 %")
     assert not (tmp_path / "r").exists()
     one_line_error(run("iterate", out / "ckpt.pt", "--solver", "newton"), "newton", "picard, anderson")
-    one_line_error(run("iterate", out / "ckpt.pt", "--max-iter", 0), "at least 1 iteration")
+    one_line_error(run("iterate", out / "ckpt.pt", "--max-iter", 0), "'max_iter' must be >= 1")
     one_line_error(run("iterate", out / "ckpt.pt", "--alpha", 1.0), "alpha")
-    one_line_error(run("check-contraction", out / "ckpt.pt", "--samples", 0), "--samples")
+    one_line_error(run("check-contraction", out / "ckpt.pt", "--samples", 0), "'samples' must be >= 1")
     ckpt = torch.load(out / "ckpt.pt", weights_only=True)
     ckpt["model"] = "transformer9000"
     torch.save(ckpt, tmp_path / "unknown.pt")

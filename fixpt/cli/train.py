@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..config import from_dict
 from ..errors import FixptError
 from ..registry import get_spec, list_models
 from ..tasks import get_task
@@ -98,6 +99,9 @@ def make_train_command(name: str) -> None:
     def command(**kw):
         task = tasks[spec.task_for(kw["task"])]
         cfgs = _configs(kw, spec, task, data_defaults)
+        for cls, group, what in ((spec.config, "model", f"{name} config"), (task.data_config, "data", "data config"),
+                                 (task.train_config, "train", "train config")):
+            from_dict(cls, cfgs[group], what=what)  # every value checked before a folder is made or anything runs
         out_dir = _run_folder(name, kw["out_dir"], task.resumes_from(cfgs["train"]), kw["overwrite"])
         main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
         # the bar is for people at a terminal; scripts (and --json) get clean stderr

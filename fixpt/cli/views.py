@@ -14,6 +14,7 @@ from typing import Callable
 import typer
 
 from ..checkpoint import load_checkpoint
+from ..config import from_dict
 from ..errors import FixptError
 from ..registry import get_spec, list_models
 from ..training.build import load_trained
@@ -73,7 +74,7 @@ def _view_and_options(ckpt: Path, verb: Verb, kw: dict, defaults: dict):
     if foreign:
         raise FixptError(f"--{foreign[0].replace('_', '-')} does not apply to {spec.name!r} (a {spec.view.name} model); its options: "
                          + ", ".join("--" + n.replace("_", "-") for n in own))
-    return checkpoint, spec.view, cls(**{k: kw[k] for k in own})
+    return checkpoint, spec.view, from_dict(cls, {k: kw[k] for k in own}, what="option")
 
 
 def _render(result, as_json: bool) -> None:

@@ -48,6 +48,8 @@ def navier_stokes(
               "t_final": t_final, "seed": seed}
     if resolution is not None and fine is None:
         values["fine"] = max(resolution, SIZES[size]["fine"] // SIZES[size]["resolution"] * resolution)
+    if batch < 1:
+        raise FixptError(f"--batch {batch} must be >= 1 (trajectories solved at once)")
     cfg = from_dict(NavierStokesConfig, values, what="navier-stokes")
     root = writable_folder(out_dir) if out_dir is not None else cache_dir()
     path = dataset_path(cfg, root)

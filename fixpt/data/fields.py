@@ -56,8 +56,8 @@ class NavierStokesDataConfig:
     data_file: str = field(default="", metadata={"help": "a file from `fixpt data navier-stokes` (empty: generate or reuse the size's set)"})
     data_size: str = field(default="small", metadata={"help": "data set generated when no file is given", "choices": tuple(SIZES)})
     viscosity: float = field(default=1e-3, metadata={"help": "nu of the generated set", "choices": VISCOSITIES})
-    in_frames: int = field(default=10, metadata={"help": "input: the vorticity at t = 1 .. in_frames"})
-    out_frames: int = field(default=10, metadata={"help": "target: the next out_frames frames"})
+    in_frames: int = field(default=10, metadata={"min": 1, "help": "input: the vorticity at t = 1 .. in_frames"})
+    out_frames: int = field(default=10, metadata={"min": 1, "help": "target: the next out_frames frames"})
     data_root: str = field(default="", metadata={"location": True, "help": "where generated sets are kept (default: ~/.cache/fixpt)"})
 
     def validate(self) -> None:

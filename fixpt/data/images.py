@@ -27,8 +27,8 @@ IMAGE_SETS = ("digits", "cifar10")
 @dataclass
 class MaskedPixelsDataConfig:
     images: str = field(default="digits", metadata={"choices": IMAGE_SETS, "help": "digits (bundled, offline) or cifar10 (from the data root)"})
-    mask_ratio: float = field(default=0.75, metadata={"help": "fraction of pixels blacked out"})
-    mask_seed: int = field(default=0, metadata={"help": "seed of the fixed masks"})
+    mask_ratio: float = field(default=0.75, metadata={"min": 0, "below": 1, "help": "fraction of pixels blacked out"})
+    mask_seed: int = field(default=0, metadata={"min": 0, "help": "seed of the fixed masks"})
     data_root: str = field(default="", metadata={"location": True, "help": "folder holding cifar10/cifar-10-batches-py (default: $FIXPT_DATA, else ~/.cache/fixpt)"})
 
     def validate(self) -> None:

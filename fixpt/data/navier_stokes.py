@@ -56,15 +56,15 @@ SIZES = {
 
 @dataclass
 class NavierStokesConfig:
-    n_samples: int = field(default=1200, metadata={"help": "number of trajectories"})
-    resolution: int = field(default=64, metadata={"help": "grid of the saved vorticity"})
-    fine: int = field(default=256, metadata={"help": "grid the equation is solved on (a multiple of resolution)"})
-    viscosity: float = field(default=1e-3, metadata={"help": "nu", "choices": VISCOSITIES})
-    t_final: int = field(default=20, metadata={"help": "frames recorded at t = 1 .. t_final"})
-    dt: float = field(default=1e-4, metadata={"help": "time step"})
-    alpha: float = field(default=2.5, metadata={"help": "random field: smoothness exponent"})
-    tau: float = field(default=7.0, metadata={"help": "random field: inverse length scale"})
-    seed: int = field(default=0, metadata={"help": "seed of the initial fields"})
+    n_samples: int = field(default=1200, metadata={"min": 1, "help": "number of trajectories"})
+    resolution: int = field(default=64, metadata={"min": 4, "help": "grid of the saved vorticity"})
+    fine: int = field(default=256, metadata={"min": 4, "help": "grid the equation is solved on (a multiple of resolution)"})
+    viscosity: float = field(default=1e-3, metadata={"above": 0, "help": "nu", "choices": VISCOSITIES})
+    t_final: int = field(default=20, metadata={"min": 1, "help": "frames recorded at t = 1 .. t_final"})
+    dt: float = field(default=1e-4, metadata={"above": 0, "help": "time step"})
+    alpha: float = field(default=2.5, metadata={"above": 0, "help": "random field: smoothness exponent"})
+    tau: float = field(default=7.0, metadata={"above": 0, "help": "random field: inverse length scale"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the initial fields"})
 
     def validate(self) -> None:
         if self.n_samples < 1 or self.resolution < 4 or self.t_final < 1 or self.dt <= 0:

@@ -24,7 +24,7 @@ from ..errors import FixptError
 @dataclass
 class ImageGenerationDataConfig:
     images: str = field(default="digits", metadata={"choices": IMAGE_SETS, "help": "digits (bundled, offline) or cifar10 (from the data root)"})
-    resolution: int = field(default=0, metadata={"help": "resize images to this side (0: native, 8 for digits, 32 for CIFAR-10)"})
+    resolution: int = field(default=0, metadata={"min": 0, "help": "resize images to this side (0: native, 8 for digits, 32 for CIFAR-10)"})
     data_root: str = field(default="", metadata={"location": True, "help": "folder holding cifar10/cifar-10-batches-py (default: $FIXPT_DATA, else ~/.cache/fixpt)"})
 
     def validate(self) -> None:

@@ -47,7 +47,7 @@ BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
 @dataclass
 class DDPMConfig:
     size: str = field(default="small", metadata={"choices": tuple(SIZES), "help": "UNet size: small (CPU, minutes) or paper (appendix B.1)"})
-    timesteps: int = field(default=1000, metadata={"help": "T, the number of diffusion steps the model is trained with"})
+    timesteps: int = field(default=1000, metadata={"min": 2, "help": "T, the number of diffusion steps the model is trained with"})
     beta_schedule: str = field(default="linear", metadata={"choices": BETA_SCHEDULES, "help": "noise schedule (linear: diffusers' default, 1e-4 to 0.02)"})
     clip_sample: bool = field(default=True, metadata={"help": "clip the predicted x0 to [-1, 1] in each ancestral reverse step (diffusers' default; iterate's DDIM never clips)"})
 

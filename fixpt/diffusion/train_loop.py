@@ -48,32 +48,23 @@ STATE_FORMAT = "fixpt-ddpm-train-state"
 
 @dataclass
 class DDPMTrainConfig:
-    max_steps: int = field(default=2000, metadata={"help": "optimizer steps (the paper: 200000)"})
-    batch_size: int = field(default=64, metadata={"help": "global batch (split over DDP processes)"})
-    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate after warm-up"})
-    weight_decay: float = field(default=1e-6, metadata={"help": "AdamW weight decay"})
-    warmup_steps: int = field(default=500, metadata={"help": "linear learning-rate warm-up steps"})
-    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay d of the sampling weights"})
-    seed: int = field(default=0, metadata={"help": "seed of the weights and of every training draw"})
-    ckpt_every: int = field(default=500, metadata={"help": "write train_state.pt every this many steps"})
-    log_every: int = field(default=50, metadata={"help": "loss-curve window and progress update, in steps"})
-    eval_timesteps: int = field(default=20, metadata={"help": "timesteps of the per-timestep test loss curve"})
-    samples: int = field(default=256, metadata={"help": "images sampled after training for the quality score and FID (0: none)"})
-    sample_steps: int = field(default=0, metadata={"help": "denoising steps of those samples (0: T)"})
+    max_steps: int = field(default=2000, metadata={"min": 1, "help": "optimizer steps (the paper: 200000)"})
+    batch_size: int = field(default=64, metadata={"min": 1, "help": "global batch (split over DDP processes)"})
+    lr: float = field(default=1e-4, metadata={"above": 0, "help": "AdamW learning rate after warm-up"})
+    weight_decay: float = field(default=1e-6, metadata={"min": 0, "help": "AdamW weight decay"})
+    warmup_steps: int = field(default=500, metadata={"min": 1, "help": "linear learning-rate warm-up steps"})
+    ema_decay: float = field(default=0.999, metadata={"min": 0, "below": 1, "help": "EMA decay d of the sampling weights"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the weights and of every training draw"})
+    ckpt_every: int = field(default=500, metadata={"min": 1, "help": "write train_state.pt every this many steps"})
+    log_every: int = field(default=50, metadata={"min": 1, "help": "loss-curve window and progress update, in steps"})
+    eval_timesteps: int = field(default=20, metadata={"min": 2, "help": "timesteps of the per-timestep test loss curve"})
+    samples: int = field(default=256, metadata={"min": 0, "help": "images sampled after training for the quality score and FID (0: none)"})
+    sample_steps: int = field(default=0, metadata={"min": 0, "help": "denoising steps of those samples (0: T)"})
     fid_weights: str = field(default="", metadata={"help": "Inception weights file (torch-fidelity's pt_inception-2015-12-05) for real FID"})
     amp: bool = field(default=False, metadata={"help": "bf16 autocast on CUDA (measure first: benchmarks/ddpm.py)"})
     channels_last: bool = field(default=False, metadata={"help": "channels-last memory format on CUDA"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the UNet"})
     resume: str = field(default="", metadata={"help": "continue the run in this folder from its train_state.pt"})
-
-    def validate(self) -> None:
-        for name in ("max_steps", "batch_size", "warmup_steps", "ckpt_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise FixptError(f"{name}={getattr(self, name)} must be >= 1")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise FixptError(f"ema_decay={self.ema_decay} must lie in [0, 1)")
-        if self.samples < 0 or self.sample_steps < 0 or self.eval_timesteps < 2:
-            raise FixptError("samples and sample_steps must be >= 0 and eval_timesteps >= 2")
 
 
 # ---------------------------------------------------------------- distributed context

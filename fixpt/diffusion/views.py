@@ -96,16 +96,16 @@ def reverse_step_contraction(model, data, ts: list[int], *, n_samples: int, iter
 class StepsOptions:
     steps: str | None = field(default=None, metadata={"help": "diffusion models: denoising step counts, e.g. 10,50,100,250,1000 "
                                                                "[default: 10,50,100,250,500,T]"})
-    samples: int = field(default=64, metadata={"help": "diffusion models: images sampled per step count"})
+    samples: int = field(default=64, metadata={"min": 1, "help": "diffusion models: images sampled per step count"})
     sampler: str = field(default="ddim", metadata={"help": "diffusion models: ddim (deterministic, eta 0) or ddpm (ancestral, "
                                                            "fresh noise each step)"})
-    seed: int = field(default=0, metadata={"help": "diffusion models: seed of the starting noise and of the sampler"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "diffusion models: seed of the starting noise and of the sampler"})
     out: str | None = field(default=None, metadata={"help": "diffusion models: folder for the image grids [default: CKPT's folder/iterate]"})
 
 
 @dataclass
 class ReverseStepOptions(PowerIterationOptions):
-    samples: int = field(default=8, metadata={"help": "diffusion models: noised test images where the norm is measured"})
+    samples: int = field(default=8, metadata={"min": 1, "help": "diffusion models: noised test images where the norm is measured"})
     t: str | None = field(default=None, metadata={"help": "diffusion models: timesteps of the reverse step x_t -> x_(t-1), e.g. 999,500,100,10"})
 
 

@@ -44,12 +44,12 @@ SIZES = {"small": dict(dim=64, patch=4, mlp_ratio=2.0), "paper": dict(dim=128, p
 
 @dataclass
 class ANIEConfig:
-    heads: int = field(default=1, metadata={"help": "attention heads (Table 4: H)"})
-    blocks: int = field(default=1, metadata={"help": "transformer blocks in T (Table 4: B)"})
+    heads: int = field(default=1, metadata={"min": 1, "help": "attention heads (Table 4: H)"})
+    blocks: int = field(default=1, metadata={"min": 1, "help": "transformer blocks in T (Table 4: B)"})
     size: str = field(default="small", metadata={"choices": tuple(SIZES), "help": "small (CPU) or paper"})
-    n_iter: int = field(default=1, metadata={"help": "solver iterations of y = f + T(y)"})
-    alpha: float = field(default=0.5, metadata={"help": "damping: weight kept on y_k"})
-    tubelet: int = field(default=2, metadata={"help": "frames per space-time token"})
+    n_iter: int = field(default=1, metadata={"min": 1, "help": "solver iterations of y = f + T(y)"})
+    alpha: float = field(default=0.5, metadata={"min": 0, "below": 1, "help": "damping: weight kept on y_k"})
+    tubelet: int = field(default=2, metadata={"min": 1, "help": "frames per space-time token"})
     solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
 

@@ -29,10 +29,10 @@ from .gat import GATBlock
 @dataclass
 class GNNConfig(GraphWidth):
     backbone: str = field(default="gcn", metadata={"choices": BACKBONES, "help": "convolution type"})
-    layers: int = field(default=2, metadata={"help": "number of stacked convolutions"})
-    hidden: int = field(default=64, metadata={"help": "hidden width"})
-    heads: int = field(default=8, metadata={"help": "attention heads (gat)"})
-    dropout: float = field(default=0.5, metadata={"help": "dropout before every layer"})
+    layers: int = field(default=2, metadata={"min": 1, "help": "number of stacked convolutions"})
+    hidden: int = field(default=64, metadata={"min": 1, "help": "hidden width"})
+    heads: int = field(default=8, metadata={"min": 1, "help": "attention heads (gat)"})
+    dropout: float = field(default=0.5, metadata={"min": 0, "below": 1, "help": "dropout before every layer"})
 
     def validate(self) -> None:
         if self.layers < 1:

@@ -36,12 +36,12 @@ from .dropout import Dropout, InputLinear
 @dataclass
 class IterGNNConfig(GraphWidth):
     backbone: str = field(default="gcn", metadata={"choices": BACKBONES, "help": "GNN block iterated"})
-    hidden: int = field(default=64, metadata={"help": "width of h"})
-    heads: int = field(default=8, metadata={"help": "attention heads (gat)"})
-    max_iter: int = field(default=10, metadata={"help": "most iterations"})
-    stop_eps: float = field(default=0.01, metadata={"help": "stop when P(continue) < stop_eps (evaluation)"})
-    tol: float = field(default=1e-4, metadata={"help": "residual tolerance for the fixed-point view"})
-    dropout: float = field(default=0.5, metadata={"help": "dropout on encoder and decoder inputs"})
+    hidden: int = field(default=64, metadata={"min": 1, "help": "width of h"})
+    heads: int = field(default=8, metadata={"min": 1, "help": "attention heads (gat)"})
+    max_iter: int = field(default=10, metadata={"min": 1, "help": "most iterations"})
+    stop_eps: float = field(default=0.01, metadata={"min": 0, "help": "stop when P(continue) < stop_eps (evaluation)"})
+    tol: float = field(default=1e-4, metadata={"min": 0, "help": "residual tolerance for the fixed-point view"})
+    dropout: float = field(default=0.5, metadata={"min": 0, "below": 1, "help": "dropout on encoder and decoder inputs"})
 
 
 @register("itergnn", config=IterGNNConfig, task="node-classification", view=FIXED_POINT_VIEW, example={"hidden": 8, "csbm_nodes": 120, "epochs": 2})

@@ -61,17 +61,17 @@ FORMS = {
 class PIGNConfig(GraphWidth):
     backbone: str = field(default="gcn", metadata={"choices": BACKBONES, "help": "GNN block iterated"})
     form: str = field(default="fixed-point", metadata={"choices": tuple(FORMS), "help": "fixed-point (z = T(z) + f, solved to tol) or paper (Algorithm 1: n damped steps, no free term, dropout in the loop)"})
-    hidden: int = field(default=64, metadata={"help": "width of z"})
-    heads: int = field(default=8, metadata={"help": "attention heads (gat)"})
-    alpha: float = field(default=0.5, metadata={"help": "damping: weight kept on z_k"})
-    max_iter: int = field(default=10, metadata={"help": "at most this many Picard iterations (paper form: exactly this many)"})
-    tol: float | None = field(default=None, metadata={"help": "stop when ||z_{k+1}-z_k|| / ||z_{k+1}|| <= tol (default: the form's, fixed-point 1e-4, paper 0)"})
+    hidden: int = field(default=64, metadata={"min": 1, "help": "width of z"})
+    heads: int = field(default=8, metadata={"min": 1, "help": "attention heads (gat)"})
+    alpha: float = field(default=0.5, metadata={"min": 0, "below": 1, "help": "damping: weight kept on z_k"})
+    max_iter: int = field(default=10, metadata={"min": 1, "help": "at most this many Picard iterations (paper form: exactly this many)"})
+    tol: float | None = field(default=None, metadata={"min": 0, "help": "stop when ||z_{k+1}-z_k|| / ||z_{k+1}|| <= tol (default: the form's, fixed-point 1e-4, paper 0)"})
     solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
-    dropout: float = field(default=0.5, metadata={"help": "dropout probability at the places dropout_at names"})
-    attn_dropout: float = field(default=0.6, metadata={"help": "gat only: dropout on attention coefficients inside the block (training only)"})
+    dropout: float = field(default=0.5, metadata={"min": 0, "below": 1, "help": "dropout probability at the places dropout_at names"})
+    attn_dropout: float = field(default=0.6, metadata={"min": 0, "below": 1, "help": "gat only: dropout on attention coefficients inside the block (training only)"})
     contractive: bool = field(default=False, metadata={"help": "spectral-normalise the block to Lip <= gamma"})
-    gamma: float = field(default=0.9, metadata={"help": "contraction factor with --contractive"})
+    gamma: float = field(default=0.9, metadata={"above": 0, "below": 1, "help": "contraction factor with --contractive"})
     free_term: bool | None = field(default=None, metadata={"help": "add the encoded features f at every step (default: the form's, fixed-point yes, paper no)"})
     dropout_at: str | None = field(default=None, metadata={"help": "where dropout acts, comma-separated from input,encoded,loop,decoder (loop: a fresh mask each iteration) (default: the form's, fixed-point input,decoder, paper encoded,loop)"})
     gat_heads: str | None = field(default=None, metadata={"choices": ("concat", "mean"), "help": "gat: concat (heads of hidden/heads) or mean (full-width heads averaged) (default: the form's, fixed-point concat, paper mean)"})
@@ -99,8 +99,6 @@ class PIGNConfig(GraphWidth):
                              "or 'loop' in dropout_at) draws a new operator every step, which has no fixed point: use --grad unroll")
         if self.max_iter < 1 or self.hidden < 1:
             raise FixptError("max_iter and hidden must be >= 1")
-        if not 0.0 <= self.alpha < 1.0:
-            raise FixptError(f"alpha={self.alpha} must lie in [0, 1): the weight kept on z_k (1 would never move)")
         if self.piece("tol") < 0:
             raise FixptError(f"tol={self.tol} must be >= 0 (0: always run max_iter iterations)")
         if self.backbone == "gat" and self.piece("gat_heads") == "concat" and self.hidden % self.heads:

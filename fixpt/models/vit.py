@@ -54,11 +54,11 @@ SIZES = {"small": dict(patch=4, dim=64, depth=4, heads=4, mlp_ratio=2.0, decoder
 class ViTConfig:
     variant: str = field(default="vit", metadata={"choices": VARIANTS, "help": "architecture (see the model's docs)"})
     size: str = field(default="small", metadata={"choices": tuple(SIZES), "help": "small (CPU) or paper"})
-    n_iter: int = field(default=1, metadata={"help": "Picard iterations of the encoder (1: the plain ViT)"})
-    alpha: float = field(default=0.5, metadata={"help": "damping: weight kept on z_k"})
-    tubelet: int = field(default=2, metadata={"help": "vit-3d: frames per space-time patch"})
-    patch: int = field(default=0, metadata={"help": "patch size (0: the size's)"})
-    decoder_depth: int = field(default=-1, metadata={"help": "transformer blocks between the iteration and the output head (-1: the size's)"})
+    n_iter: int = field(default=1, metadata={"min": 1, "help": "Picard iterations of the encoder (1: the plain ViT)"})
+    alpha: float = field(default=0.5, metadata={"min": 0, "below": 1, "help": "damping: weight kept on z_k"})
+    tubelet: int = field(default=2, metadata={"min": 1, "help": "vit-3d: frames per space-time patch"})
+    patch: int = field(default=0, metadata={"min": 0, "help": "patch size (0: the size's)"})
+    decoder_depth: int = field(default=-1, metadata={"min": -1, "help": "transformer blocks between the iteration and the output head (-1: the size's)"})
     solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
 

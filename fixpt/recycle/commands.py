@@ -89,6 +89,10 @@ def score(
 
     from .score import SCORES_CSV, ScoreOptions, score_folder, summarise, write_csv
 
+    from ..config import from_dict
+    from .sweep_point import RecycleScoreConfig
+
+    from_dict(RecycleScoreConfig, {"window": window, "rmsd_tol": rmsd_tol, "gdt_tol": gdt_tol}, what="option")  # the bounds
     opts = ScoreOptions(chain=chain, match="align" if align else "number", window=window, rmsd_tol=rmsd_tol, gdt_tol=gdt_tol)
     with Progress(console=err, disable=not err.is_terminal or as_json, transient=True) as progress:
         bar = progress.add_task("scoring recycles", total=None)

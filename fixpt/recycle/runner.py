@@ -32,9 +32,9 @@ MODEL_TYPE_CHOICES = ("auto", "alphafold2", "alphafold2_ptm", "alphafold2_multim
 
 @dataclass
 class RecycleRunConfig:
-    max_recycles: int = field(default=20, metadata={"help": "recycles after the first pass: structures r0 .. rN"})
+    max_recycles: int = field(default=20, metadata={"min": 0, "help": "recycles after the first pass: structures r0 .. rN"})
     models: str = field(default="1-5", metadata={"help": "AlphaFold models to run: a range 1-5 or a list 1,3"})
-    seeds: int = field(default=5, metadata={"help": "seeds per model"})
+    seeds: int = field(default=5, metadata={"min": 1, "help": "seeds per model"})
     model_type: str = field(default="auto", metadata={"help": "ColabFold --model-type", "choices": MODEL_TYPE_CHOICES})
     colabfold: str = field(default="colabfold_batch", metadata={"help": "the colabfold_batch executable (name on PATH or path)"})
 

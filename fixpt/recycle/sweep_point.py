@@ -46,11 +46,11 @@ class RecycleDataConfig:
 
 @dataclass
 class RecycleScoreConfig:
-    seed: int = field(default=0, metadata={"help": "ColabFold's first --random-seed"})
-    window: int = field(default=2, metadata={"help": "recycles over which a worsening score flags a trajectory"})
-    rmsd_tol: float = field(default=0.25, metadata={"help": "CA-RMSD rise (A) that counts as worsening"})
-    gdt_tol: float = field(default=1.0, metadata={"help": "GDT-TS drop (points) that counts as worsening"})
-    converged_below: float = field(default=0.1, metadata={"help": "residual (A) below which a trajectory is at rest"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "ColabFold's first --random-seed"})
+    window: int = field(default=2, metadata={"min": 1, "help": "recycles over which a worsening score flags a trajectory"})
+    rmsd_tol: float = field(default=0.25, metadata={"min": 0, "help": "CA-RMSD rise (A) that counts as worsening"})
+    gdt_tol: float = field(default=1.0, metadata={"min": 0, "help": "GDT-TS drop (points) that counts as worsening"})
+    converged_below: float = field(default=0.1, metadata={"min": 0, "help": "residual (A) below which a trajectory is at rest"})
 
 
 def run_point(model: RecycleModelConfig, data: RecycleDataConfig, run: RecycleScoreConfig, out: Path) -> dict:

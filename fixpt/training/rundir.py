@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import socket
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -58,22 +57,23 @@ def _stale(claim: Path) -> bool:
 
 
 def writable_folder(path: str | Path, what: str = "--out") -> Path:
-    """``path`` as a folder that exists and can be written, checked before any work; else a one-line error."""
+    """``path`` as a folder that can be created (or exists) and written, checked before any work and without
+    creating anything; else a one-line error."""
     path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".fixpt-write-test-")
-        probe.close()
-    except (FileExistsError, NotADirectoryError):
-        raise FixptError(f"{what} {path}: a file is in the way (it, or a folder above it, is a file); choose a folder") from None
-    except OSError as e:
-        raise FixptError(f"{what} {path} cannot be written ({e.strerror or type(e).__name__}); choose a writable folder") from None
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FixptError(f"{what} {path}: a file is in the way ({existing} is a file); choose a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FixptError(f"{what} {path} cannot be written ({existing} is not writable); choose a writable folder")
     return path
 
 
 def new_run_folder(parent: str | Path, stem: str) -> Path:
     """A fresh folder ``parent/stem-<time>-<4 hex>``, created exclusively: runs started in the same second never share one."""
     parent = writable_folder(parent)
+    parent.mkdir(parents=True, exist_ok=True)
     while True:
         folder = parent / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         try:

@@ -28,10 +28,10 @@ class TextTable:
 class PowerIterationOptions:
     """The options every contraction check shares: the threshold of the verdict and the power iteration."""
 
-    samples: int = field(default=8, metadata={"help": "points where the Jacobian norm is measured"})
-    threshold: float = field(default=1.0, metadata={"help": "contractive means below this"})
-    iters: int = field(default=100, metadata={"help": "power-iteration steps per point"})
-    seed: int = field(default=0, metadata={"help": "seed of the random start vectors and pairs"})
+    samples: int = field(default=8, metadata={"min": 1, "help": "points where the Jacobian norm is measured"})
+    threshold: float = field(default=1.0, metadata={"above": 0, "help": "contractive means below this"})
+    iters: int = field(default=100, metadata={"min": 1, "help": "power-iteration steps per point"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the random start vectors and pairs"})
 
 
 @dataclass

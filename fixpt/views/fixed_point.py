@@ -22,17 +22,17 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class IterateOptions:
-    max_iter: int = field(default=50, metadata={"help": "iterations to run"})
+    max_iter: int = field(default=50, metadata={"min": 1, "help": "iterations to run"})
     solver: str | None = field(default=None, metadata={"help": "picard or anderson [default: the model's]"})
-    tol: float | None = field(default=None, metadata={"help": "relative residual tolerance [default: the model's]"})
-    alpha: float | None = field(default=None, metadata={"help": "damping [default: the model's]"})
+    tol: float | None = field(default=None, metadata={"min": 0, "help": "relative residual tolerance [default: the model's]"})
+    alpha: float | None = field(default=None, metadata={"min": 0, "below": 1, "help": "damping [default: the model's]"})
     split: str = field(default="test", metadata={"help": "split scored at each iteration"})
     plot: str | None = field(default=None, metadata={"help": "write residual and score against k to this PNG"})
 
 
 @dataclass
 class ContractionOptions(PowerIterationOptions):
-    samples: int = field(default=8, metadata={"help": "points along the solver's trajectory where ||J|| is measured"})
+    samples: int = field(default=8, metadata={"min": 1, "help": "points along the solver's trajectory where ||J|| is measured"})
     require_certificate: bool = field(default=False, metadata={"help": "exit 1 unless a certified bound is below the threshold"})
 
 
