@@ -279,8 +279,10 @@ def test_cli_run_killed_by_sigkill_resumes_to_the_same_curve(tmp_path):
 
 
 def test_two_gloo_processes_equal_one_process(tmp_path):
+    """Also the default evaluation after training (samples, FID) on rank 0 alone: it must not gather across ranks."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     flags = [*TINY_FLAGS, "--json"]
+    flags[flags.index("--samples") + 1] = "8"
     one = subprocess.run([sys.executable, "-m", "fixpt", "train", "ddpm", *flags, "--out", str(tmp_path / "one")],
                          env=env, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
@@ -292,6 +294,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     assert two.returncode == 0, two.stderr[-2000:]
     reported = [json.loads(line) for line in two.stdout.splitlines() if line.startswith("{")]
     assert len(reported) == 1 and reported[0]["world_size"] == 2  # rank 0 alone reports
+    assert reported[0]["fid"] is not None  # the evaluation ran (before: gloo "Connection reset by peer" at its end)
     torch.testing.assert_close(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-5, atol=1e-6)
     w1, w2 = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     init = make_model(T=20, seed=0).unet.state_dict()  # train_ddpm seeds the weights with the run's seed, 0

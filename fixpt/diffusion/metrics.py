@@ -147,7 +147,8 @@ def fid(real: Tensor, fake: Tensor, *, weights: str = "", clf: DigitsClassifier 
             raise FixptError(f"--fid-weights {weights}: no such file; give torch-fidelity's Inception weights "
                              "(pt_inception-2015-12-05-6726825d.pth) or leave the option out for the labelled stand-in")
         try:
-            metric = FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=str(path))
+            metric = FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=str(path),
+                                              sync_on_compute=False)  # rank 0 alone evaluates: nothing to gather
         except ModuleNotFoundError as e:
             raise FixptError(f"Inception FID needs torch-fidelity ({e}); pip install 'fixpt[fid]'") from None
         except Exception as e:  # noqa: BLE001 - a wrong or damaged weights file
@@ -158,7 +159,8 @@ def fid(real: Tensor, fake: Tensor, *, weights: str = "", clf: DigitsClassifier 
     else:
         if clf is None:
             raise FixptError("FID without --fid-weights has a stand-in only for digits")
-        metric = FrechetInceptionDistance(feature=_Features(clf), normalize=True, input_img_size=tuple(real.shape[1:]))
+        metric = FrechetInceptionDistance(feature=_Features(clf), normalize=True, input_img_size=tuple(real.shape[1:]),
+                                          sync_on_compute=False)  # rank 0 alone evaluates: nothing to gather
         to_rgb, kind = (lambda x: x.float().cpu()), PROXY_FID
     for i in range(0, len(real), 256):
         metric.update(to_rgb(real[i:i + 256]), real=True)
