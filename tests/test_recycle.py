@@ -255,3 +255,18 @@ def test_precomputed_backend_in_a_sweep(tmp_path, rfah_dir):
     cells = {r["column"]: r for r in json.loads(res.stdout)}
     assert cells["GDT-TS last"]["mean"] == pytest.approx(81.56, abs=0.01) and cells["GDT-TS last"]["flagged"] == 0
     assert cells["CA-RMSD r0 (A)"]["mean"] == pytest.approx(7.056, abs=0.001)
+
+
+def test_a_reference_of_another_protein_is_flagged_on_the_terminal(tmp_path, rfah_dir, pdb_dir):
+    """Ubiquitin as the reference of RfaH's recycles: residues match by number, but hardly any is the same
+    amino acid; the verdict says so, the trajectory is flagged and the terminal shows it (before: only a CSV note)."""
+    out = tmp_path / "RfaH"
+    fasta = tmp_path / "rfah.fasta"
+    fasta.write_text(f">RfaH\n{read_chain(rfah_dir / f'{STEM}.r0.pdb').sequence}\n")
+    assert run("recycle", "run", fasta, "--out", out, "--backend", "precomputed", "--predictions", rfah_dir).exit_code == 0
+    rows = json.loads(run("recycle", "score", out, "--reference", pdb_dir / "1UBQ.pdb", "--json").stdout)
+    assert rows[-1]["identity"] < 0.15 and rows[-1]["flagged"] and rows[-1]["verdict"].startswith("wrong reference?")
+    res = run("recycle", "score", out, "--reference", pdb_dir / "1UBQ.pdb")
+    assert "flagged: RfaH" in res.output and "wrong reference?" in res.output.replace("\n", " ")
+    right = json.loads(run("recycle", "score", out, "--reference", rfah_dir / "experimental" / "2oug_C.pdb", "--json").stdout)
+    assert right[-1]["identity"] > 0.9 and not right[-1]["flagged"]

@@ -41,6 +41,7 @@ GDT_HA_CUTOFFS = (0.5, 1.0, 2.0, 4.0)
 LDDT_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
 LDDT_RADIUS = 15.0
 TM_FOLD_THRESHOLD = 0.5  # TM-score below this: a different fold (Xu & Zhang 2010)
+SAME_PROTEIN_IDENTITY = 0.3  # below this share of identical matched residues the reference is another protein
 
 
 def seed_fragments(m: int, min_len: int = 4) -> np.ndarray:
@@ -150,13 +151,16 @@ def lddt(model: Chain, ref: Chain, im: np.ndarray, ir: np.ndarray, ca_only: bool
 def compare(model: Chain, ref: Chain, match: str = "number") -> dict:
     """Every score of ``model`` against ``ref``: rmsd (A), gdt_ts and gdt_ha (percent), tm_score,
     lddt and lddt_ca (fractions), the model's mean pLDDT (its B-factors), and how many residues
-    were matched out of the reference's."""
+    were matched out of the reference's, and the share of matched pairs that are the same amino acid
+    (``identity``: near 1 for the right reference, near chance (about 0.06) for another protein)."""
     im, ir = match_residues(model, ref, match)
     p, q, n_ref = model.ca[im], ref.ca[ir], len(ref)
     frac = gdt_fractions(p, q, n_ref, sorted(set(GDT_TS_CUTOFFS) | set(GDT_HA_CUTOFFS)))
+    same = sum(model.sequence[i] == ref.sequence[j] for i, j in zip(im.tolist(), ir.tolist()))
     return {
         "n_matched": int(len(im)),
         "n_ref": int(n_ref),
+        "identity": same / len(im),
         "rmsd": superposed_rmsd(p, q),
         "gdt_ts": gdt_from(frac, GDT_TS_CUTOFFS),
         "gdt_ha": gdt_from(frac, GDT_HA_CUTOFFS),

@@ -29,11 +29,11 @@ from typing import Callable
 from ..checkpoint import atomic_write
 from ..errors import FixptError
 from ..protein import Chain, compare, read_chain, residual
-from ..protein.scores import TM_FOLD_THRESHOLD
+from ..protein.scores import SAME_PROTEIN_IDENTITY, TM_FOLD_THRESHOLD
 from .layout import Trajectory, find_trajectories
 
 COLUMNS = ("target", "model", "seed", "recycle", "rmsd", "gdt_ts", "gdt_ha", "tm_score", "lddt", "lddt_ca", "plddt",
-           "residual_rmsd", "residual_tol", "contraction_ratio", "error_bound", "n_matched", "n_ref", "reference",
+           "residual_rmsd", "residual_tol", "contraction_ratio", "error_bound", "n_matched", "n_ref", "identity", "reference",
            "verdict", "flagged")
 SCORES_CSV = "recycle_scores.csv"
 REFERENCE_SUFFIXES = (".pdb", ".cif", ".mmcif", ".ent", ".pdb.gz", ".cif.gz")
@@ -71,7 +71,7 @@ def score_trajectory(traj: Trajectory, ref: Chain, opts: ScoreOptions) -> list[d
         step = residual(chain, chains[k + 1]) if k + 1 < len(chains) else {"residual_rmsd": None, "residual_tol": None}
         rows.append({"target": traj.target, "model": traj.model, "seed": traj.seed, "recycle": k, **{c: s[c] for c in (
             "rmsd", "gdt_ts", "gdt_ha", "tm_score", "lddt", "lddt_ca", "plddt")}, **step,
-            "contraction_ratio": None, "error_bound": None, "n_matched": s["n_matched"], "n_ref": s["n_ref"],
+            "contraction_ratio": None, "error_bound": None, "n_matched": s["n_matched"], "n_ref": s["n_ref"], "identity": s["identity"],
             "reference": Path(ref.source).name})
     for k in range(1, len(rows) - 1):
         prev, curr = rows[k - 1]["residual_rmsd"], rows[k]["residual_rmsd"]
@@ -89,6 +89,9 @@ def assess(rows: list[dict], opts: ScoreOptions) -> tuple[str, bool]:
     """The verdict on one trajectory's rows (see the module docstring) and whether it is flagged."""
     last = len(rows) - 1
     notes = []
+    if rows[last]["identity"] < SAME_PROTEIN_IDENTITY:
+        return (f"wrong reference? only {rows[last]['identity']:.0%} of the {rows[last]['n_matched']} matched residues are the "
+                f"same amino acid (the reference {rows[last]['reference']} looks like another protein; or try --align)"), True
     if rows[last]["tm_score"] < TM_FOLD_THRESHOLD:
         notes.append(f"different fold from the reference (TM-score {rows[last]['tm_score']:.2f} < {TM_FOLD_THRESHOLD})")
     ratios = [(r["contraction_ratio"], r["residual_rmsd"]) for r in rows if r["contraction_ratio"] is not None]
