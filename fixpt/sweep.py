@@ -402,15 +402,21 @@ def plan_jobs(runs: list[Run], seed_batch: int) -> list[list[Run]]:
     return out
 
 
+EXECUTORS = ("local", "ray")
+
+
 def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1, save_ckpt: bool = True,
               seed_batch: int = 1, on_start: Callable[[Run], None] | None = None,
-              on_done: Callable[[Run, dict], None] | None = None) -> dict:
+              on_done: Callable[[Run, dict], None] | None = None, executor: str = "local",
+              ray_address: str | None = None, cpus_per_run: int = 1) -> dict:
     """Run every pending run of ``sweep`` into ``out``; return counts of finished, skipped and failed runs.
-    ``seed_batch > 1`` trains up to that many seeds of one configuration together (:func:`plan_jobs`)."""
+    ``seed_batch > 1`` trains up to that many seeds of one configuration together (:func:`plan_jobs`);
+    ``executor="ray"`` runs each job as a Ray task (:mod:`fixpt.ray_executor`), ``local`` on ``workers`` processes."""
+    if executor not in EXECUTORS:
+        raise FixptError(f"unknown executor {executor!r}; use {' or '.join(EXECUTORS)}")
     todo = [r for r in sweep.runs if status(out, r) != "done"]
     counts = {"total": len(sweep.runs), "skipped": len(sweep.runs) - len(todo), "finished": 0, "failed": 0, "elsewhere": 0,
               "errors": {}}
-    jobs = plan_jobs(todo, seed_batch)
 
     def record(run: Run, result: dict) -> None:
         counts[{"done": "finished", "elsewhere": "elsewhere"}.get(result["status"], "failed")] += 1
@@ -424,30 +430,42 @@ def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1
             if on_start is not None:
                 on_start(run)
 
-    if workers <= 1:
+    def finish(job: list[Run], results: list[dict]) -> None:
+        for run, result in zip(job, results):
+            record(run, result)
+
+    def died(job: list[Run], why: str = WORKER_DIED) -> list[dict]:
+        return [_failed(run, run_dir(out, run), RuntimeError(why), 0.0, "") for run in job]
+
+    jobs = plan_jobs(todo, seed_batch)
+    if executor == "ray":
+        from .ray_executor import RayPool
+
+        RayPool(ray_address, cpus_per_run, device, (out, device, save_ckpt), start, finish, died).run(jobs)
+    elif workers <= 1:
         for job in jobs:
             start(job)
-            for run, result in zip(job, execute_job(job, out, device, save_ckpt)):
-                record(run, result)
-        return counts
-
-    devices = None
-    if device != "cpu":
-        import torch
-
-        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n_gpus > 1:
-            devices = mp.get_context("spawn").Manager().Queue()
-            for i in range(workers):
-                devices.put(i % n_gpus)
-
-    def died(job: list[Run]) -> list[dict]:
-        return [_failed(run, run_dir(out, run), RuntimeError(WORKER_DIED), 0.0, "") for run in job]
-
-    pool = WorkerPool(workers, functools.partial(execute_job, out=out, device=device, save_ckpt=save_ckpt), start,
-                      lambda job, results: [record(run, result) for run, result in zip(job, results)], died, devices)
-    pool.run(jobs)
+            finish(job, execute_job(job, out, device, save_ckpt))
+    else:
+        pool = WorkerPool(workers, functools.partial(execute_job, out=out, device=device, save_ckpt=save_ckpt), start, finish, died,
+                          _gpu_queue(device, workers))
+        pool.run(jobs)
     return counts
+
+
+def _gpu_queue(device: str, workers: int):
+    """With several GPUs, a queue handing each worker process its own (None otherwise)."""
+    if device == "cpu":
+        return None
+    import torch
+
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n_gpus <= 1:
+        return None
+    devices = mp.get_context("spawn").Manager().Queue()
+    for i in range(workers):
+        devices.put(i % n_gpus)
+    return devices
 
 
 def describe(run: Run, keys: list[str]) -> str:

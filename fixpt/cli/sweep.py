@@ -25,6 +25,11 @@ def sweep(
     workers: Annotated[int, typer.Option("--workers", help="runs at once, each in its own process (one GPU each when several)")] = 1,
     seed_batch: Annotated[int, typer.Option("--seed-batch", help="train up to N seeds of one graph configuration together as one "
                                             "batched model (torch.func.vmap); 1: one run at a time")] = 1,
+    executor: Annotated[str, typer.Option("--executor", help="local: --workers processes on this machine; ray: each run a Ray "
+                                          "task on the cluster at --ray-address (needs pip install 'fixpt[ray]')")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="a running Ray cluster, e.g. 'auto' or "
+                                                       "ray://host:10001 [default: start a local Ray instance]")] = None,
+    cpus_per_run: Annotated[int, typer.Option("--cpus-per-run", help="CPUs a Ray task asks for (and the torch threads it uses)")] = 1,
     device: DeviceOpt = "auto",
     no_ckpt: Annotated[bool, typer.Option("--no-ckpt", help="do not keep each run's ckpt.pt")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the table of runs and their status, then exit")] = False,
@@ -37,6 +42,8 @@ def sweep(
         raise FixptError(f"--workers {workers} must be >= 1")
     if seed_batch < 1:
         raise FixptError(f"--seed-batch {seed_batch} must be >= 1 (1: one run at a time)")
+    if executor not in sw.EXECUTORS or cpus_per_run < 1:
+        raise FixptError(f"--executor {executor!r} --cpus-per-run {cpus_per_run}: use local or ray, and at least 1 CPU per run")
     plan = sw.load_preset(preset, seeds=seeds, overrides=sw.parse_set(set_ or []))
     out_dir = out_dir or Path("sweeps") / plan.name
     labels = {r.id: sw.describe(r, plan.varying) for r in plan.runs}
@@ -47,7 +54,8 @@ def sweep(
     skipped = sum(1 for r in plan.runs if sw.status(out_dir, r) == "done")
     with _SweepProgress(plan, labels, skipped) as live:
         counts = sw.run_sweep(plan, out_dir, device=device, workers=workers, save_ckpt=not no_ckpt, seed_batch=seed_batch,
-                              on_start=live.on_start, on_done=live.on_done)
+                              on_start=live.on_start, on_done=live.on_done, executor=executor, ray_address=ray_address,
+                              cpus_per_run=cpus_per_run)
     _summarise(plan, out_dir, labels, counts, json_)
 
 
