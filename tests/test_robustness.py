@@ -104,13 +104,15 @@ def test_train_never_replaces_a_run_silently(tmp_path, monkeypatch):
     ["report", "{sweep}", "--plot", "{file}/figs"],
     ["iterate", "{ckpt}", "--plot", "{file}/it.png"],
     ["data", "navier-stokes", "--out", "{file}"],
+    ["recycle", "run", "{fasta}", "--out", "{file}/preds", "--backend", "precomputed", "--predictions", "{fasta}"],
 ])
 def test_an_output_in_the_way_fails_before_any_work(command, checkpoints, tmp_path):
     """A file where the output folder should be: one line, exit 2, before anything is trained or written."""
     (tmp_path / "f").write_text("a file")
     (tmp_path / "p.yaml").write_text(PRESET)
+    (tmp_path / "t.fasta").write_text(">T\nMKV\n")
     subs = {"{file}": str(tmp_path / "f"), "{preset}": str(tmp_path / "p.yaml"), "{ckpt}": str(checkpoints / "run" / "ckpt.pt"),
-            "{sweep}": str(checkpoints)}
+            "{sweep}": str(checkpoints), "{fasta}": str(tmp_path / "t.fasta")}
     args = [next((a.replace(k, v) for k, v in subs.items() if k in a), a) for a in command]
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
