@@ -13,33 +13,30 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
 from typing import Callable
 
 from .errors import FixptError
 
 
-def _job_on_ray(job: list, out: Path, device: str, save_ckpt: bool, threads: int) -> list[dict]:
+def _job_on_ray(work: Callable, job: list, threads: int) -> list[dict]:
     import torch
 
-    from .sweep import execute_job
-
     torch.set_num_threads(threads)
-    return execute_job(job, out, device, save_ckpt)
+    return work(job)
 
 
 class RayPool:
     """Jobs as Ray tasks, at most as many in flight as the cluster has room for; the same ``start`` /
     ``finish`` / ``died`` callbacks as :class:`fixpt.workers.WorkerPool`."""
 
-    def __init__(self, address: str | None, cpus: int, device: str, work_args: tuple, start: Callable, finish: Callable,
+    def __init__(self, address: str | None, cpus: int, device: str, work: Callable, start: Callable, finish: Callable,
                  died: Callable):
         try:
             import ray
         except ImportError:
             raise FixptError("--executor ray needs the ray package: pip install 'fixpt[ray]' (or pip install ray)") from None
         self.ray, self.address, self.cpus, self.device = ray, address, cpus, device
-        self.work_args, self.start, self.finish, self.died = work_args, start, finish, died
+        self.work, self.start, self.finish, self.died = work, start, finish, died
 
     def run(self, jobs: list) -> None:
         # Ray's driver prints cluster messages (e.g. a worker that died) on stdout from a background thread:
@@ -73,7 +70,7 @@ class RayPool:
             while queue and len(pending) < room:
                 job = queue.pop(0)
                 self.start(job)
-                pending[task.remote(job, *self.work_args, self.cpus)] = job
+                pending[task.remote(self.work, job, self.cpus)] = job
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ref)
             try:

@@ -438,17 +438,17 @@ def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1
         return [_failed(run, run_dir(out, run), RuntimeError(why), 0.0, "") for run in job]
 
     jobs = plan_jobs(todo, seed_batch)
+    work = functools.partial(execute_job, out=out, device=device, save_ckpt=save_ckpt)  # one job -> its runs' results
     if executor == "ray":
         from .ray_executor import RayPool
 
-        RayPool(ray_address, cpus_per_run, device, (out, device, save_ckpt), start, finish, died).run(jobs)
+        RayPool(ray_address, cpus_per_run, device, work, start, finish, died).run(jobs)
     elif workers <= 1:
         for job in jobs:
             start(job)
             finish(job, execute_job(job, out, device, save_ckpt))
     else:
-        pool = WorkerPool(workers, functools.partial(execute_job, out=out, device=device, save_ckpt=save_ckpt), start, finish, died,
-                          _gpu_queue(device, workers))
+        pool = WorkerPool(workers, work, start, finish, died, _gpu_queue(device, workers))
         pool.run(jobs)
     return counts
 
