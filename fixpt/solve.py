@@ -14,6 +14,14 @@ which has the same fixed points as :math:`P` and, if :math:`P` is a contraction 
   :math:`\sum_i c_i (G(z_i) - z_i)` have the least norm, subject to :math:`\sum_i c_i = 1`
   (Walker & Ni, 2011). ``lam`` regularises the small least-squares system, relative to the mean
   squared residual norm in the window, so it does not take over as the residuals shrink.
+* ``broyden``: Broyden's "good" method on the residual :math:`F(z) = G(z) - z`: the step
+  :math:`z_{k+1} = z_k - H_k F(z_k)` with :math:`H_k \approx J_F(z_k)^{-1}`, from :math:`H_0 = -I`
+  (the first step is the Picard step) and updated so that :math:`H_{k+1} y_k = s_k`, with
+  :math:`s_k = z_{k+1} - z_k`, :math:`y_k = F(z_{k+1}) - F(z_k)`:
+  :math:`H_{k+1} = H_k + (s_k - H_k y_k)\, s_k^\top H_k / (s_k^\top H_k y_k)` (Sherman-Morrison form).
+  :math:`H` is kept as :math:`-I` plus at most ``window`` rank-one terms, per sample, and restarts
+  from :math:`-I` when they are used up; an update whose denominator vanishes is skipped. On a linear map with full memory it terminates in at
+  most :math:`2n` steps (Gay, 1979).
 
 Residuals. At each iteration the residual is :math:`r_k = \|G(z_k) - z_k\|_2` (for Picard this is
 :math:`\|z_{k+1} - z_k\|_2`), per sample of the batch: ``abs_trace`` holds :math:`r_k`,
@@ -57,10 +65,10 @@ from torch import Tensor
 
 from .errors import FixptError
 
-Method = Literal["picard", "anderson"]
+Method = Literal["picard", "anderson", "broyden"]
 GradMode = Literal["unroll", "last", "implicit"]
 StopMode = Literal["rel", "abs"]
-METHODS = ("picard", "anderson")
+METHODS = ("picard", "anderson", "broyden")
 GRAD_MODES = ("unroll", "last", "implicit")
 STOP_MODES = ("rel", "abs")
 
@@ -209,6 +217,53 @@ def _anderson(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tr
     return gx.reshape(shape), k, converged, False
 
 
+def _broyden(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tracker, callback: Callback | None,
+             window: int, batched: bool) -> tuple[Tensor, int, bool, bool]:
+    shape = z0.shape
+    B = shape[0] if batched else 1
+
+    def G(x: Tensor) -> Tensor:  # the damped map on flattened samples, (B, n) -> (B, n)
+        Px = P(x.reshape(shape)).reshape(B, -1)
+        return alpha * x + (1.0 - alpha) * Px if alpha > 0 else Px
+
+    U: list[Tensor] = []  # H = -I + sum_i u_i v_i^T, per sample
+    V: list[Tensor] = []
+
+    def H(v: Tensor, transpose: bool = False) -> Tensor:
+        out = -v
+        for u, w in zip(U, V):
+            a, c = (w, u) if transpose else (u, w)
+            out = out + a * (c * v).sum(1, keepdim=True)
+        return out
+
+    x = z0.reshape(B, -1)
+    gx = G(x)
+    fx = gx - x
+    converged, k = False, 0
+    for k in range(1, max_iter + 1):
+        finite, converged = tracker.update(x, gx)
+        if not finite:
+            return x.reshape(shape), k, False, True
+        if callback is not None:
+            callback(k, gx.reshape(shape))
+        if converged:
+            return gx.reshape(shape), k, True, False
+        s = -H(fx)  # the quasi-Newton step on F(x) = 0
+        x_new = x + s
+        gx_new = G(x_new)
+        f_new = gx_new - x_new
+        Hy = H(f_new - fx)
+        denom = (s * Hy).sum(1, keepdim=True)
+        ok = denom.abs() > torch.finfo(denom.dtype).eps * (s * s).sum(1, keepdim=True).sqrt() * Hy.norm(dim=1, keepdim=True)
+        u, v = torch.where(ok, (s - Hy) / torch.where(ok, denom, torch.ones_like(denom)), torch.zeros_like(s)), H(s, transpose=True)
+        if len(U) == window:  # memory full: restart from H = -I (dropping only the oldest term breaks the secant pairs)
+            U, V = [], []
+        U.append(u)
+        V.append(v)
+        x, gx, fx = x_new, gx_new, f_new
+    return gx.reshape(shape), k, converged, False
+
+
 def _picard_frozen(P: Operator, z: Tensor, alpha: float, tol: float, max_iter: int, stop_mode: str, batched: bool) -> Tensor:
     """Picard iteration with a converged sample frozen instead of a stop (``frozen=True`` in :func:`solve`)."""
     done = torch.zeros(z.shape[0] if batched else (), dtype=torch.bool, device=z.device)
@@ -236,8 +291,11 @@ def _iterate(P: Operator, z0: Tensor, *, method: str, alpha: float, tol: float, 
     if method == "picard":
         z, n, converged, diverged = _picard(P, z0, alpha, max_iter, tracker, callback)
         n_evals = n
-    else:
+    elif method == "anderson":
         z, n, converged, diverged = _anderson(P, z0, alpha, max_iter, tracker, callback, window, lam, batched)
+        n_evals = n + (1 if n > 0 else 0)
+    else:
+        z, n, converged, diverged = _broyden(P, z0, alpha, max_iter, tracker, callback, window, batched)
         n_evals = n + (1 if n > 0 else 0)
     B = z0.shape[0] if batched else 1
     abs_trace, rel_trace = tracker.traces(B)
@@ -268,7 +326,7 @@ def solve(
     Args:
         P: the operator with its free term, ``z -> T(z) + f``.
         z0: the initial iterate (the paper's :math:`x_0`, usually :math:`f`).
-        method: ``"picard"`` (damped fixed-point iteration) or ``"anderson"``.
+        method: ``"picard"`` (damped fixed-point iteration), ``"anderson"`` or ``"broyden"``.
         alpha: damping :math:`\\alpha \\in [0, 1)`, the weight kept on :math:`z_k` (default: 0.5).
         tol: stop when every sample's residual is ``<= tol`` (default: 1e-4).
         max_iter: at most this many iterations (default: 50).
@@ -276,7 +334,7 @@ def solve(
         stop_mode: ``"rel"`` (size-normalised) or ``"abs"`` residual for the test (default: ``"rel"``).
         batched: dim 0 of ``z0`` indexes independent samples; False treats ``z0`` as one sample
             (a graph) (default: True).
-        window: Anderson history size (default: 5).
+        window: Anderson history, and Broyden's number of rank-one terms (default: 5).
         lam: Anderson Tikhonov regularisation, relative to the residuals' scale (default: 1e-4).
         backward_tol, backward_max_iter: for the implicit adjoint solve (default: ``tol``, ``2*max_iter``).
         callback: called as ``callback(k, z_k)`` after each iteration, without autograd.

@@ -20,7 +20,7 @@ def linear_problem(n=12, batch=3, norm=0.8, seed=0, device="cpu"):
     return A.to(device), b.to(device), z_star.to(device)
 
 
-@pytest.mark.parametrize("method", ["picard", "anderson"])
+@pytest.mark.parametrize("method", ["picard", "anderson", "broyden"])
 @pytest.mark.parametrize("alpha", [0.0, 0.5])
 def test_converges_to_closed_form(method, alpha, device):
     A, b, z_star = linear_problem(device=device)
@@ -89,7 +89,7 @@ def test_anderson_needs_fewer_evaluations():
     assert anders.n_evals < 0.6 * pic.n_evals
 
 
-@pytest.mark.parametrize("method", ["picard", "anderson"])
+@pytest.mark.parametrize("method", ["picard", "anderson", "broyden"])
 def test_gradient_modes_against_closed_form(method, device):
     r"""L = <w, z*>: dL/db = (I - A)^{-T} w and dL/dA = (I - A)^{-T} w z*^T exactly (unroll,
     implicit); the one-step gradient of ``last`` is dL/db = w, dL/dA = w z*^T."""
@@ -147,7 +147,7 @@ def test_bad_options_name_the_valid_ones(bad):
         fixpt.solve(torch.cos, torch.zeros(1, 1), **bad)
 
 
-@pytest.mark.parametrize("method", ["picard", "anderson"])
+@pytest.mark.parametrize("method", ["picard", "anderson", "broyden"])
 def test_unbatched_matrix_iterate(method):
     """A graph-like (nodes, features) iterate solved as one sample keeps its shape."""
     g = torch.Generator().manual_seed(0)
@@ -157,3 +157,20 @@ def test_unbatched_matrix_iterate(method):
     sol = fixpt.solve(lambda Z: A @ Z + F, torch.zeros(5, 3, dtype=DT), method=method, tol=1e-12, max_iter=500, batched=False)
     assert sol.z.shape == (5, 3) and sol.abs_trace.shape[1] == 1
     assert torch.allclose(sol.z, torch.linalg.solve(torch.eye(5, dtype=DT) - A, F), atol=1e-10)
+
+
+def test_broyden_on_a_spread_spectrum_beats_picard():
+    """The symmetric linear map with eigenvalues spread over [0, 0.97] (n = 20): Picard needs about
+    log(tol) / log(0.97) steps; Broyden with full memory terminates in at most 2n (Gay, 1979)."""
+    g = torch.Generator().manual_seed(3)
+    Q = torch.linalg.qr(torch.randn(20, 20, generator=g, dtype=DT))[0]
+    A = Q @ torch.diag(torch.linspace(0, 0.97, 20, dtype=DT)) @ Q.T
+    b = torch.randn(2, 20, generator=g, dtype=DT)
+    z_star = torch.linalg.solve(torch.eye(20, dtype=DT) - A, b.T).T
+    P = lambda z: z @ A.T + b  # noqa: E731
+    pic = fixpt.solve(P, torch.zeros_like(b), method="picard", alpha=0.0, tol=1e-10, max_iter=5000)
+    bro = fixpt.solve(P, torch.zeros_like(b), method="broyden", alpha=0.0, tol=1e-10, max_iter=5000, window=40)
+    assert pic.converged and bro.converged and torch.allclose(bro.z, z_star, atol=1e-8)
+    assert bro.n_iter <= 2 * 20 + 5 and bro.n_iter < pic.n_iter / 10  # 2n in exact arithmetic; rounding adds a few
+    short = fixpt.solve(P, torch.zeros_like(b), method="broyden", alpha=0.0, tol=1e-10, max_iter=5000, window=5)
+    assert short.converged and torch.allclose(short.z, z_star, atol=1e-8)  # limited memory converges too, in more steps

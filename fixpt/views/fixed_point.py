@@ -23,7 +23,7 @@ SPLITS = ("train", "val", "test")
 @dataclass
 class IterateOptions:
     max_iter: int = field(default=50, metadata={"min": 1, "help": "iterations to run"})
-    solver: str | None = field(default=None, metadata={"help": "picard or anderson [default: the model's]"})
+    solver: str | None = field(default=None, metadata={"help": "picard, anderson or broyden [default: the model's]"})
     tol: float | None = field(default=None, metadata={"min": 0, "help": "relative residual tolerance [default: the model's]"})
     alpha: float | None = field(default=None, metadata={"min": 0, "below": 1, "help": "damping [default: the model's]"})
     split: str = field(default="test", metadata={"help": "split scored at each iteration"})
