@@ -172,29 +172,44 @@ def _picard(P: Operator, z: Tensor, alpha: float, max_iter: int, tracker: _Track
     return z, k, converged, False
 
 
-def _anderson(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tracker, callback: Callback | None,
-              window: int, lam: float, batched: bool) -> tuple[Tensor, int, bool, bool]:
+def _damped_rows(P: Operator, z0: Tensor, alpha: float, batched: bool) -> tuple[Callable[[Tensor], Tensor], Tensor]:
+    """The damped map on flattened samples, ``G: (B, n) -> (B, n)``, and ``z0`` as such rows."""
     shape = z0.shape
     B = shape[0] if batched else 1
 
-    def G(x: Tensor) -> Tensor:  # the damped map on flattened samples, (B, n) -> (B, n)
+    def G(x: Tensor) -> Tensor:
         Px = P(x.reshape(shape)).reshape(B, -1)
         return alpha * x + (1.0 - alpha) * Px if alpha > 0 else Px
 
+    return G, z0.reshape(B, -1)
+
+
+def _step_head(tracker: _Tracker, x: Tensor, gx: Tensor, k: int, callback: Callback | None, shape) -> tuple | None:
+    """Record the residual ``||G(x_k) - x_k||`` of an accelerated solver's iterate; the solver's result when it
+    ends here (non-finite: the last finite iterate; converged: the image ``G(x_k)``), else None."""
+    finite, converged = tracker.update(x, gx)
+    if not finite:
+        return x.reshape(shape), k, False, True
+    if callback is not None:
+        callback(k, gx.reshape(shape))
+    if converged:
+        return gx.reshape(shape), k, True, False
+    return None
+
+
+def _anderson(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tracker, callback: Callback | None,
+              window: int, lam: float, batched: bool) -> tuple[Tensor, int, bool, bool]:
+    G, x = _damped_rows(P, z0, alpha, batched)
+    B = x.shape[0]
     X: list[Tensor] = []  # iterates x_i, each (B, n)
     F: list[Tensor] = []  # images G(x_i), each (B, n)
-    x = z0.reshape(B, -1)
     gx = G(x)
-    converged, k = False, 0
+    k = 0
     for k in range(1, max_iter + 1):
         # 1. residual of the current iterate: ||G(x_k) - x_k||
-        finite, converged = tracker.update(x, gx)
-        if not finite:
-            return x.reshape(shape), k, False, True
-        if callback is not None:
-            callback(k, gx.reshape(shape))
-        if converged:
-            return gx.reshape(shape), k, True, False
+        done = _step_head(tracker, x, gx, k, callback, z0.shape)
+        if done is not None:
+            return done
         X.append(x)
         F.append(gx)
         X, F = X[-window:], F[-window:]
@@ -214,18 +229,12 @@ def _anderson(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tr
         x = (c.unsqueeze(1) @ torch.stack(F, dim=1)).squeeze(1)
         gx = G(x)
     # max_iter reached: return the last image, the best available estimate
-    return gx.reshape(shape), k, converged, False
+    return gx.reshape(z0.shape), k, False, False
 
 
 def _broyden(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tracker, callback: Callback | None,
              window: int, batched: bool) -> tuple[Tensor, int, bool, bool]:
-    shape = z0.shape
-    B = shape[0] if batched else 1
-
-    def G(x: Tensor) -> Tensor:  # the damped map on flattened samples, (B, n) -> (B, n)
-        Px = P(x.reshape(shape)).reshape(B, -1)
-        return alpha * x + (1.0 - alpha) * Px if alpha > 0 else Px
-
+    G, x = _damped_rows(P, z0, alpha, batched)
     U: list[Tensor] = []  # H = -I + sum_i u_i v_i^T, per sample
     V: list[Tensor] = []
 
@@ -236,18 +245,13 @@ def _broyden(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tra
             out = out + a * (c * v).sum(1, keepdim=True)
         return out
 
-    x = z0.reshape(B, -1)
     gx = G(x)
     fx = gx - x
-    converged, k = False, 0
+    k = 0
     for k in range(1, max_iter + 1):
-        finite, converged = tracker.update(x, gx)
-        if not finite:
-            return x.reshape(shape), k, False, True
-        if callback is not None:
-            callback(k, gx.reshape(shape))
-        if converged:
-            return gx.reshape(shape), k, True, False
+        done = _step_head(tracker, x, gx, k, callback, z0.shape)
+        if done is not None:
+            return done
         s = -H(fx)  # the quasi-Newton step on F(x) = 0
         x_new = x + s
         gx_new = G(x_new)
@@ -261,7 +265,7 @@ def _broyden(P: Operator, z0: Tensor, alpha: float, max_iter: int, tracker: _Tra
         U.append(u)
         V.append(v)
         x, gx, fx = x_new, gx_new, f_new
-    return gx.reshape(shape), k, converged, False
+    return gx.reshape(z0.shape), k, False, False
 
 
 def _picard_frozen(P: Operator, z: Tensor, alpha: float, tol: float, max_iter: int, stop_mode: str, batched: bool) -> Tensor:
