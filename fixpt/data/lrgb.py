@@ -20,15 +20,13 @@ data set written in the same raw format (``tests/test_lrgb.py``).
 from __future__ import annotations
 
 import hashlib
-import shutil
 
 import torch
 from torch_geometric.data import Data
 
 from ..errors import FixptError
-from .lock import cache_lock
+from .cache import cache_lock, refresh_copy
 from .planetoid import cache_dir, data_root
-from .safe_pickle import check_pickle
 
 NAME = "pascalvoc-sp"
 SPLITS = ("train", "val", "test")
@@ -39,22 +37,15 @@ def load_lrgb(root: str = "") -> Data:
     from torch_geometric.datasets import LRGBDataset
 
     raw = data_root(root) / "lrgb" / NAME / "raw"
-    missing = [f"{s}.pickle" for s in SPLITS if not (raw / f"{s}.pickle").is_file()]
+    files = [f"{s}.pickle" for s in SPLITS]
+    missing = [f for f in files if not (raw / f).is_file()]
     if missing:
         raise FixptError(f"PascalVOC-SP raw files not found in {raw} (missing {', '.join(missing)}); put the LRGB release's "
                          "train/val/test.pickle there, or point --data-root / FIXPT_DATA at the folder holding lrgb/")
     key = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:12]
     work = cache_dir() / "lrgb" / key
-    work_raw = work / NAME / "raw"
     with cache_lock(work):  # one process builds the cache; the others wait and then read it whole
-        if any(not (work_raw / f"{s}.pickle").is_file() or (work_raw / f"{s}.pickle").read_bytes() != (raw / f"{s}.pickle").read_bytes()
-               for s in SPLITS):
-            for s in SPLITS:  # pickles PyG will load: refuse any that runs code
-                check_pickle(raw / f"{s}.pickle")
-            work_raw.mkdir(parents=True, exist_ok=True)
-            for s in SPLITS:
-                shutil.copyfile(raw / f"{s}.pickle", work_raw / f"{s}.pickle")
-            shutil.rmtree(work / NAME / "processed", ignore_errors=True)
+        refresh_copy(raw, work / NAME, files, pickles=files)
         graphs = {}
         try:
             for s in SPLITS:

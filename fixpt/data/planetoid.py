@@ -9,16 +9,13 @@ writable cache (``$XDG_CACHE_HOME/fixpt``, default ``~/.cache/fixpt``) and PyG w
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
 from pathlib import Path
 
 from torch_geometric.data import Data
 
 from ..errors import FixptError
-from .lock import cache_lock
-from .safe_pickle import check_pickle
+from .cache import cache_lock, refresh_copy
 
 NAMES = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 RAW_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -46,7 +43,7 @@ def load_planetoid(dataset: str, root: str = "") -> Data:
     # a private, writable copy keyed by the source folder: PyG writes processed/ next to raw/
     work = cache_dir() / "planetoid" / hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:12]
     with cache_lock(work):  # one process builds the cache; the others wait and then read it whole
-        _refresh_copy(raw, work / name, files)
+        refresh_copy(raw, work / name, files, pickles=files[:-1])  # all but test.index (text) are pickles
         try:
             ds = Planetoid(str(work), name)
         except Exception as e:  # a damaged raw file surfaces here
@@ -56,19 +53,3 @@ def load_planetoid(dataset: str, root: str = "") -> Data:
     # row-normalise the bag-of-words features (PyG's NormalizeFeatures), before any noise
     data.x = data.x / data.x.sum(dim=1, keepdim=True).clamp_min(1e-12)
     return data
-
-
-def _refresh_copy(raw: Path, work: Path, files: list[str]) -> None:
-    """Copy the raw files to ``work/raw`` and drop PyG's ``processed/`` unless the copy is of these very files
-    (their SHA-256 sums, kept in ``work/raw.sha256``); every pickle is checked before PyG may load it."""
-    sums = {f: hashlib.sha256((raw / f).read_bytes()).hexdigest() for f in files}
-    manifest = work / "raw.sha256"
-    if manifest.is_file() and manifest.read_text() == json.dumps(sums, sort_keys=True):
-        return
-    for f in files[:-1]:  # every file but test.index (text) is a pickle PyG will load: refuse any that runs code
-        check_pickle(raw / f)
-    (work / "raw").mkdir(parents=True, exist_ok=True)
-    for f in files:
-        shutil.copyfile(raw / f, work / "raw" / f)
-    shutil.rmtree(work / "processed", ignore_errors=True)
-    manifest.write_text(json.dumps(sums, sort_keys=True))
