@@ -67,14 +67,14 @@ def _finished(d: Path, index_path: Path, i: int, r) -> tuple[FinishedRun | None,
     folder = RunDir(run_folder(d, r["id"]))
     if not (folder / METRICS).is_file():
         return None, None  # not finished: the note on planned runs covers it
-    problem = folder.metrics_problem()
-    if problem is not None:
-        return None, f"{problem}; left out (rerun the sweep to redo the run)"
+    try:
+        metrics = folder.read_metrics()
+    except FixptError as e:
+        return None, f"{e}; left out (rerun the sweep to redo the run)"
     try:
         config = json.loads((folder / CONFIG).read_text())
     except (OSError, ValueError):
         return None, f"{folder / CONFIG} is missing or not JSON; left out (rerun the sweep to redo the run)"
-    metrics = folder.read_metrics()
     task = config.get("task", metrics.get("task")) if isinstance(config, dict) else metrics.get("task")
     return FinishedRun(r["id"], r["model"], r["params"], metrics, task), None
 

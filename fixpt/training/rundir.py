@@ -111,21 +111,26 @@ class RunDir:
     def metrics_problem(self) -> str | None:
         """Why ``metrics.json`` cannot be used (None: it can): not JSON, not an object, or a score
         (``test_*``, ``val_*``, ``train_*``) that is not a number."""
+        return self._metrics()[1]
+
+    def read_metrics(self) -> dict:
+        """``metrics.json``, validated (:meth:`metrics_problem`); a FixptError naming the file otherwise."""
+        metrics, problem = self._metrics()
+        if problem is not None:
+            raise FixptError(problem)
+        return metrics
+
+    def _metrics(self) -> tuple[dict | None, str | None]:
+        """``metrics.json`` read once: (its contents, None), or (None, why it cannot be used)."""
         try:
             metrics = json.loads((self.path / METRICS).read_text())
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            return f"{self.path / METRICS} is not readable JSON ({type(e).__name__})"
+            return None, f"{self.path / METRICS} is not readable JSON ({type(e).__name__})"
         if not isinstance(metrics, dict):
-            return f"{self.path / METRICS} is not a run's metrics (a JSON object)"
+            return None, f"{self.path / METRICS} is not a run's metrics (a JSON object)"
         bad = [k for k, v in metrics.items() if k.startswith(SCORE_PREFIXES) and not (v is None or _is_number(v))
                and not isinstance(v, (list, dict))]
-        return f"{self.path / METRICS}: {bad[0]} is {metrics[bad[0]]!r}, not a number" if bad else None
-
-    def read_metrics(self) -> dict:
-        problem = self.metrics_problem()
-        if problem is not None:
-            raise FixptError(problem)
-        return json.loads((self.path / METRICS).read_text())
+        return (None, f"{self.path / METRICS}: {bad[0]} is {metrics[bad[0]]!r}, not a number") if bad else (metrics, None)
 
     def claim(self) -> bool:
         """Take the run for this process: an exclusive create of ``claim.json`` (host, pid, start time), so sweep
