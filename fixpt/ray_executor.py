@@ -16,6 +16,7 @@ import sys
 from typing import Callable
 
 from .errors import FixptError
+from .workers import WORKER_DIED
 
 
 def _job_on_ray(work: Callable, job: list, threads: int) -> list[dict]:
@@ -77,5 +78,5 @@ class RayPool:
                 results = ray.get(ref)
             except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.RayTaskError,
                     ray.exceptions.TaskUnschedulableError) as e:
-                results = self.died(job) if not isinstance(e, ray.exceptions.RayTaskError) else self.died(job, str(e).splitlines()[0])
+                results = self.died(job, str(e).splitlines()[0] if isinstance(e, ray.exceptions.RayTaskError) else WORKER_DIED)
             self.finish(job, results)
