@@ -159,7 +159,7 @@ def paper_form_table(args, dev, seeds: list[int], cfg: dict) -> None:
               f"{med['narrow'] / med['wide']:.2f}x | {med['sequential'] / med['wide']:.2f}x |")
 
 
-# the authors' settings of the noisy cells (presets/table5-paper.yaml)
+# the authors' settings of the noisy cells (fixpt/presets/table5-paper.yaml)
 PAPER_FORM = [("cora", "gcn", {"max_iter": 7, "alpha": 0.6, "hidden": 32, "dropout": 0.5}),
               ("citeseer", "gcn", {"max_iter": 8, "alpha": 0.6, "hidden": 32, "dropout": 0.5}),
               ("cora", "gat", {"max_iter": 10, "alpha": 0.65, "hidden": 64, "dropout": 0.6})]

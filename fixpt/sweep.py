@@ -1,6 +1,7 @@
 """Sweeps: a YAML preset expanded into runs, run resumably, one directory per run.
 
-A preset (``presets/*.yaml``; the README documents the format with an annotated example)::
+A preset (a YAML file, or a built-in one by name: ``fixpt/presets/*.yaml``; the README documents the format
+with an annotated example)::
 
     description: what the sweep reproduces
     report: table5          # the layout ``fixpt report`` uses (a registered layout: table5, table1, fig2, recycle, generic)
@@ -38,6 +39,7 @@ import yaml
 
 from .config import field_names, from_dict, to_dict
 from .errors import FixptError
+from .presets import find_preset
 from .registry import LAYOUTS, get_spec, list_models
 from .tasks import FitRequest, get_task
 from .sweepdir import INDEX, run_folder
@@ -76,7 +78,7 @@ class Sweep:
 
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
-        raise FixptError(f"preset {path} does not exist; the shipped presets are in presets/ (e.g. presets/table5.yaml)")
+        raise FixptError(f"preset {path} does not exist; the built-in presets are named, e.g. fixpt sweep table5")
     if path.stat().st_size > MAX_PRESET_BYTES:
         raise FixptError(f"{path} is {path.stat().st_size} bytes; a preset is at most {MAX_PRESET_BYTES} (is it the right file?)")
     try:
@@ -199,8 +201,9 @@ def _override(grids: list[dict], base: dict, top_model, overrides: dict[str, Any
 
 def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[str, Any] | None = None) -> Sweep:
     """Expand a preset into runs. ``overrides`` (from ``--set``) replace a grid axis where the preset has
-    one (in every grid that has it), else a base key; a list value for a new key becomes a grid axis."""
-    path = Path(path)
+    one (in every grid that has it), else a base key; a list value for a new key becomes a grid axis. ``path``
+    is a YAML file or the name of a built-in preset (:func:`fixpt.presets.find_preset`)."""
+    path = find_preset(path)
     doc = _read_yaml(path)
     unknown = [k for k in doc if k not in PRESET_KEYS]
     if unknown:

@@ -5,8 +5,8 @@
 #
 #   FIXPT_GPU_PARTS   which parts, in this order (default "tests ddpm vit navier-stokes seed-batch");
 #                     add "table5" for the Table 5 sweep on the GPU with seed batches
-#   FIXPT_TABLE5_PRESET   the preset of that sweep (default presets/table5-paper.yaml; presets/table5.yaml
-#                     is fixpt's defaults without the paper form)
+#   FIXPT_TABLE5_PRESET   the preset of that sweep (a built-in name or a YAML file; default table5-paper;
+#                     table5 is fixpt's defaults without the paper form)
 #   FIXPT_DATA        the folder holding planetoid/ (seed-batch and table5 need it; skipped without)
 #   FIXPT_TABLE5_SEEDS, _WORKERS, _LIMIT   seeds (100), worker processes (4), seconds allowed (300)
 #   FIXPT_BENCH_COMPILE=1                  adds torch.compile to the DDPM benchmark
@@ -47,7 +47,7 @@ fi
 if part table5 && [ -n "${FIXPT_DATA:-}" ]; then
   # the full Table 5 sweep, every configuration's seeds as one seed batch; a sweep stopped at its
   # limit keeps its finished runs, and the log says how many
-  seeds="${FIXPT_TABLE5_SEEDS:-100}" sweep=/tmp/fixpt-table5 preset="${FIXPT_TABLE5_PRESET:-presets/table5-paper.yaml}"
+  seeds="${FIXPT_TABLE5_SEEDS:-100}" sweep=/tmp/fixpt-table5 preset="${FIXPT_TABLE5_PRESET:-table5-paper}"
   start=$(date +%s)
   timeout -k 10 "${FIXPT_TABLE5_LIMIT:-300}" python3 -m fixpt sweep "$preset" --seeds "$seeds" --seed-batch "$seeds" \
     --workers "${FIXPT_TABLE5_WORKERS:-4}" --device cuda --no-ckpt --out "$sweep" > "$OUT/table5-sweep.log" 2>&1 || status=1

@@ -15,8 +15,8 @@
 #
 # Environment: PYTHON (default: the venv next to this script, else `python`), FIXPT_DATA (Cora and
 # the PDB / AlphaFold files; default ../shared/data of the fixpt checkout), FIXPT_REPO (the checkout
-# whose presets/ and tests/colabfold_standin.py are used; default: the folder above the imported
-# fixpt package).
+# whose tests/colabfold_standin.py is used; default: the folder above the imported fixpt package). The
+# presets are the built-in ones, by name.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -108,12 +108,12 @@ run iterate-ddpm-ancestral iterate "$W/ddpm/ckpt.pt" --steps 2,5 --samples 4 --s
 run check-contraction-ddpm check-contraction "$W/ddpm/ckpt.pt" --t 19,10,1 --samples 3 --iters 20 --json "${CPU[@]}"
 
 # ---- sweeps: the planned runs of the shipped presets, and a tiny real sweep with its report
-run sweep-table5-dry-run       sweep "$REPO/presets/table5.yaml" --out "$W/sweep-table5" --dry-run --json
-run sweep-table5-paper-dry-run sweep "$REPO/presets/table5-paper.yaml" --seeds 2 --out "$W/sweep-table5-paper" --dry-run --json
-run sweep-long-range-dry-run   sweep "$REPO/presets/long-range.yaml" --out "$W/sweep-long-range" --dry-run --json
-run sweep-table5-tiny          sweep "$REPO/presets/table5.yaml" --seeds 1 --set model=[gnn,pign] --set backbone=gcn \
+run sweep-table5-dry-run       sweep table5 --out "$W/sweep-table5" --dry-run --json
+run sweep-table5-paper-dry-run sweep table5-paper --seeds 2 --out "$W/sweep-table5-paper" --dry-run --json
+run sweep-long-range-dry-run   sweep long-range --out "$W/sweep-long-range" --dry-run --json
+run sweep-table5-tiny          sweep table5 --seeds 1 --set model=[gnn,pign] --set backbone=gcn \
                                    --set dataset=cora --set noise=0.0 --set epochs=3 --out "$W/sweep" --workers 1 --json "${CPU[@]}"
-run sweep-table5-tiny-dry-run  sweep "$REPO/presets/table5.yaml" --seeds 1 --set model=[gnn,pign] --set backbone=gcn \
+run sweep-table5-tiny-dry-run  sweep table5 --seeds 1 --set model=[gnn,pign] --set backbone=gcn \
                                    --set dataset=cora --set noise=0.0 --set epochs=3 --out "$W/sweep" --dry-run --json
 run report-sweep               report "$W/sweep" --format json
 run report-sweep-last-epoch    report "$W/sweep" --format json --protocol last-epoch --compare paper
@@ -142,7 +142,7 @@ run recycle-score-standin recycle score "$W/af" --reference "$FIXPT_DATA/pdb" --
 run recycle-run-rfah      recycle run "$W/rfah.fasta" --out "$W/rfah" --backend precomputed --predictions "$RFAH" --json
 run recycle-score-rfah    recycle score "$W/rfah" --reference "$RFAH/experimental/2oug_C.pdb" --json
 run recycle-score-rfah-6c6s recycle score "$W/rfah" --reference "$RFAH/experimental/6c6s_D.pdb" --csv "$W/rfah-6c6s.csv" --json
-run sweep-recycle         sweep "$REPO/presets/recycle.yaml" --out "$W/sweep-recycle" --set "fasta=$W/targets.fasta" \
+run sweep-recycle         sweep recycle --out "$W/sweep-recycle" --set "fasta=$W/targets.fasta" \
                               --set "reference=$FIXPT_DATA/pdb" --set "target=[1CRN,1AKI]" --set max_recycles=3 --set models=1 \
                               --set seeds=1 --set "colabfold=$W/bin/colabfold_batch" --set model_type=auto --json
 run report-sweep-recycle  report "$W/sweep-recycle" --format json

@@ -370,8 +370,8 @@ def test_diffusion_options_on_other_models_are_errors(tmp_path):
 
 
 def test_fig2_sweep_and_report(tmp_path):
-    """presets/fig2.yaml end to end at a toy scale: two T, a resumable sweep, the fig2 table and its figures."""
-    preset = Path(__file__).parent.parent / "presets" / "fig2.yaml"
+    """The fig2 preset end to end at a toy scale: two T, a resumable sweep, the fig2 table and its figures."""
+    preset = "fig2"  # the built-in preset, by name
     sets = ["timesteps=[20,40]", "max_steps=4", "batch_size=8", "warmup_steps=2", "ckpt_every=2", "log_every=2",
             "samples=8", "eval_timesteps=3"]
     args = ["sweep", str(preset), "--out", str(tmp_path / "sw"), "--device", "cpu", "--no-ckpt"]
@@ -395,7 +395,7 @@ def test_fig2_sweep_and_report(tmp_path):
 def test_sweep_continues_a_killed_ddpm_run_from_its_state(tmp_path):
     from fixpt import sweep as sw
 
-    preset = Path(__file__).parent.parent / "presets" / "fig2.yaml"
+    preset = "fig2"  # the built-in preset, by name
     overrides = {"timesteps": [20], "max_steps": 6, "batch_size": 8, "warmup_steps": 2, "ckpt_every": 3, "log_every": 1,
                  "samples": 0, "eval_timesteps": 3}
     plan = sw.load_preset(preset, overrides=overrides)

@@ -122,7 +122,7 @@ def test_standin_run_score_report(tmp_path, standin, pdb_dir):
 def test_standin_through_sweep_and_report(tmp_path, standin, pdb_dir):
     exe, fasta = standin
     sweep_dir, figures = tmp_path / "sweep", tmp_path / "figures"
-    res = run("sweep", HERE.parent / "presets" / "recycle.yaml", "--out", sweep_dir, "--set", f"fasta={fasta}",
+    res = run("sweep", "recycle", "--out", sweep_dir, "--set", f"fasta={fasta}",
               "--set", f"reference={pdb_dir}", "--set", "target=[1CRN,1UBQ,1AKI]", "--set", "max_recycles=4",
               "--set", "models=1", "--set", "seeds=2", "--set", f"colabfold={exe}", "--set", "model_type=auto")
     assert res.exit_code == 0, res.output
@@ -143,7 +143,7 @@ def test_standin_through_sweep_and_report(tmp_path, standin, pdb_dir):
 def test_recycle_report_refuses_compare_paper(tmp_path, standin, pdb_dir):
     exe, fasta = standin
     sweep_dir = tmp_path / "sweep"
-    res = run("sweep", HERE.parent / "presets" / "recycle.yaml", "--out", sweep_dir, "--set", f"fasta={fasta}",
+    res = run("sweep", "recycle", "--out", sweep_dir, "--set", f"fasta={fasta}",
               "--set", f"reference={pdb_dir}", "--set", "target=[1CRN]", "--set", "max_recycles=2", "--set", "models=1",
               "--set", "seeds=1", "--set", f"colabfold={exe}", "--set", "model_type=auto")
     assert res.exit_code == 0, res.output
@@ -247,7 +247,7 @@ def test_bad_inputs_one_line_each(tmp_path, rfah_dir, pdb_dir):
 
 def test_precomputed_backend_in_a_sweep(tmp_path, rfah_dir):
     sweep_dir = tmp_path / "sweep"
-    res = run("sweep", HERE.parent / "presets" / "recycle.yaml", "--out", sweep_dir, "--set", "backend=precomputed",
+    res = run("sweep", "recycle", "--out", sweep_dir, "--set", "backend=precomputed",
               "--set", f"predictions={rfah_dir}", "--set", f"reference={rfah_dir / 'experimental' / '2oug_C.pdb'}",
               "--set", "target=[RfaH]")
     assert res.exit_code == 0, res.output

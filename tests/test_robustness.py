@@ -124,7 +124,7 @@ def test_user_text_is_never_read_as_markup(tmp_path, checkpoints):
     assert res.exit_code == 2 and "[/bold]m.pt" in res.output and "Traceback" not in res.output, res.output
     res = runner.invoke(app, ["iterate", "runs/[red]x[/red]/ckpt.pt"])  # was reported as runs/x/ckpt.pt
     assert res.exit_code == 2 and "runs/[red]x[/red]/ckpt.pt" in res.output, res.output
-    res = runner.invoke(app, ["sweep", "presets/table5.yaml", "--set", "backbone"])  # fixpt's own hint survives
+    res = runner.invoke(app, ["sweep", "table5", "--set", "backbone"])  # fixpt's own hint survives
     assert res.exit_code == 2 and "--set backbone=[gcn,sage]" in res.output, res.output
     folder = tmp_path / "[red]out[/red]"
     res = runner.invoke(app, ["train", "gnn", *CSBM, "--hidden", "8", "--epochs", "1", "--out", str(folder)])

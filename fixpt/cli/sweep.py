@@ -18,7 +18,7 @@ from .console import DeviceOpt, JsonOpt, err, out, print_json, user_errors
 
 @user_errors
 def sweep(
-    preset: Annotated[Path, typer.Argument(help="a preset YAML, e.g. presets/table5.yaml")],
+    preset: Annotated[Path, typer.Argument(help="a built-in preset by name (e.g. table5; see the README) or a preset YAML file")],
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="sweep directory (default: sweeps/<preset name>)")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="run seeds 0..N-1 (overrides the preset)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a key: key=value, or key=\\[a,b] for a grid axis (repeatable)")] = None,

@@ -3,7 +3,7 @@
 
 Keys that vary but are not shown by the row or the column form a cell's *setting*, and no two
 settings are ever averaged together. Where every cell of a row holds one setting (e.g. per-cell
-hyper-parameters, as in ``presets/table5-paper.yaml``), each cell's setting is listed under the
+hyper-parameters, as in ``fixpt/presets/table5-paper.yaml``), each cell's setting is listed under the
 table; otherwise it is appended to the row label. With ``select`` (``fixpt report --select``) the
 setting is instead chosen: each cell keeps the setting with the best mean validation score (ties:
 the lower mean validation loss), so the test split never chooses anything, and the chosen settings
