@@ -4,8 +4,9 @@ Like a graph, a :class:`FieldData` holds every sample with boolean split masks o
 so full-data commands (``iterate``, ``check-contraction``) work as for graphs, and training
 takes minibatches with :meth:`FieldData.subset`.
 
-The Navier-Stokes task is the FNO / ANIE protocol: from the vorticity at t = 1..10 predict t =
-11..20 (``in_frames`` and ``out_frames``), input and target frames as channels. The split is by
+The Navier-Stokes task is FNO's protocol (ANIE's authors use another, :mod:`fixpt.data.ns_initial`): from the vorticity at t = 1..10 predict t =
+11..20 (``in_frames`` and ``out_frames``), input and target frames as channels, from a generated file or an
+FNO ``.mat`` file (:mod:`fixpt.data.fno_mat`; its ``u`` frames, t = 1, 2, ...). The split is by
 trajectory, in file order: the first 2/3 train, the next 1/6 validation, the last 1/6 test (300
 trajectories: 200 / 50 / 50; 1200: 800 / 200 / 200).
 """
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..errors import FixptError
+from .fno_mat import is_mat_file, read_fno_mat
 from .navier_stokes import SIZES, VISCOSITIES, NavierStokesConfig, generate, load_dataset
 
 
@@ -53,7 +55,7 @@ class FieldData:
 
 @dataclass
 class NavierStokesDataConfig:
-    data_file: str = field(default="", metadata={"help": "a file from `fixpt data navier-stokes` (empty: generate or reuse the size's set)"})
+    data_file: str = field(default="", metadata={"help": "a file from `fixpt data navier-stokes` or an FNO .mat file (a, u) (empty: generate or reuse the size's set)"})
     data_size: str = field(default="small", metadata={"help": "data set generated when no file is given", "choices": tuple(SIZES)})
     viscosity: float = field(default=1e-3, metadata={"help": "nu of the generated set", "choices": VISCOSITIES})
     in_frames: int = field(default=10, metadata={"min": 1, "help": "input: the vorticity at t = 1 .. in_frames"})
@@ -74,16 +76,18 @@ def split_masks(n: int) -> tuple[Tensor, Tensor, Tensor]:
 @functools.lru_cache(maxsize=4)
 def _load(cfg_key: tuple) -> FieldData:
     cfg = NavierStokesDataConfig(*cfg_key)
-    if cfg.data_file:
+    need = cfg.in_frames + cfg.out_frames
+    if cfg.data_file and is_mat_file(cfg.data_file):  # FNO's u[..., k] is t = k + 1, as a generated file's frames
+        data = {"vorticity": read_fno_mat(cfg.data_file, frames=range(need))["frames"]}
+    elif cfg.data_file:
         data = load_dataset(cfg.data_file)
     else:
         from .planetoid import cache_dir
 
-        gen_cfg = NavierStokesConfig(**SIZES[cfg.data_size], viscosity=cfg.viscosity, t_final=cfg.in_frames + cfg.out_frames)
+        gen_cfg = NavierStokesConfig(**SIZES[cfg.data_size], viscosity=cfg.viscosity, t_final=need)
         root = cfg.data_root or cache_dir()
         data = load_dataset(generate(gen_cfg, root, device="cuda" if torch.cuda.is_available() else "cpu"), gen_cfg)
     w = data["vorticity"].float()
-    need = cfg.in_frames + cfg.out_frames
     if w.shape[1] < need:
         raise FixptError(f"{cfg.data_file or 'the data set'} has {w.shape[1]} frames; in_frames + out_frames = {need} are needed")
     if w.shape[0] < 6:
