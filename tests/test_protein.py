@@ -48,8 +48,9 @@ def test_identity_and_rigid_copy_are_perfect(pdb_dir, name):
         assert s["n_matched"] == s["n_ref"] == len(chain)
         assert s["rmsd"] < 1e-6
         assert s["gdt_ts"] == pytest.approx(100.0) and s["gdt_ha"] == pytest.approx(100.0)
-        assert s["tm_score"] == pytest.approx(1.0, abs=1e-12)
-        assert s["lddt"] == pytest.approx(1.0) and s["lddt_ca"] == pytest.approx(1.0)
+        assert s["tm_fixed"] == pytest.approx(1.0, abs=1e-12)
+        assert s["tm_align"] is None or s["tm_align"] == pytest.approx(1.0, abs=1e-6)
+        assert s["lddt_no_stereochecks"] == pytest.approx(1.0) and s["lddt_ca"] == pytest.approx(1.0)
 
 
 def independent_rmsd(p, q):
@@ -106,7 +107,7 @@ def test_tm_score_agrees_with_tm_align(pdb_dir, name, sigma):
     chain = read_chain(pdb_dir / f"{name}.pdb")
     noisy = rigid_copy(chain).with_ca(rigid_copy(chain).ca + np.random.default_rng(2).normal(0, sigma, chain.ca.shape))
     ref_tm = tmtools.tm_align(noisy.ca, chain.ca, noisy.sequence, chain.sequence).tm_norm_chain2
-    assert compare(noisy, chain)["tm_score"] == pytest.approx(ref_tm, abs=0.01)
+    assert compare(noisy, chain)["tm_fixed"] == pytest.approx(ref_tm, abs=0.01)
 
 
 def test_tm_score_on_real_predictions(rfah_dir):
@@ -138,7 +139,7 @@ def naive_lddt_ca(model_ca, ref_ca):
                 continue
             dm = np.linalg.norm(model_ca[i] - model_ca[j])
             total += 4
-            kept += sum(abs(dm - dr) < t for t in (0.5, 1, 2, 4))
+            kept += sum(abs(dm - dr) <= t for t in (0.5, 1, 2, 4))
     return kept / total
 
 
@@ -148,6 +149,124 @@ def test_lddt_matches_a_naive_double_loop(pdb_dir):
     im, ir = match_residues(noisy, chain)
     assert lddt(noisy, chain, im, ir, ca_only=True) == pytest.approx(naive_lddt_ca(noisy.ca, chain.ca), abs=1e-12)
     assert 0.2 < lddt(noisy, chain, im, ir) < 0.95  # all-atom: every heavy atom moves with its CA, so pairs within a residue stay
+
+
+def test_tm_align_is_reported_and_is_tmtools(rfah_dir):
+    """compare() reports TM-align's TM-score beside the fixed-correspondence one: on RfaH r3 against
+    2OUG it is tmtools' TM-align to 1e-6 (normalised by the reference), and higher than the fixed one
+    because TM-align also searches the residue correspondence."""
+    tmtools = pytest.importorskip("tmtools")
+    ref = read_chain(rfah_dir / "experimental" / "2oug_C.pdb")
+    model = read_chain(rfah_dir / f"{STEM}.r3.pdb")
+    s = compare(model, ref)
+    expected = tmtools.tm_align(model.ca, ref.ca, model.sequence, ref.sequence).tm_norm_chain2
+    assert s["tm_align"] == pytest.approx(expected, abs=1e-6)
+    assert s["tm_align"] > s["tm_fixed"] + 0.02
+
+
+def test_tm_align_is_none_without_tmtools(pdb_dir, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tmtools", None)  # as if not installed: find_spec gives None, import fails
+    chain = read_chain(pdb_dir / "1CRN.pdb")
+    s = compare(rigid_copy(chain), chain)
+    assert s["tm_align"] is None and s["tm_fixed"] == pytest.approx(1.0)
+
+
+# the symmetric side-chain atoms of the lDDT paper (Mariani et al. 2013) and OpenStructure, written out again here
+SYMMETRIC = {"ASP": [("OD1", "OD2")], "GLU": [("OE1", "OE2")], "LEU": [("CD1", "CD2")], "VAL": [("CG1", "CG2")],
+             "ARG": [("NH1", "NH2")], "PHE": [("CD1", "CD2"), ("CE1", "CE2")], "TYR": [("CD1", "CD2"), ("CE1", "CE2")]}
+
+
+def with_symmetric_names_swapped(chain):
+    """A copy whose symmetric atoms carry each other's names: the same molecule, named the other way."""
+    out = chain.subset(np.arange(len(chain)))
+    out.atoms = [dict(atoms) for atoms in out.atoms]
+    for atoms, resname in zip(out.atoms, out.resnames):
+        for a, b in SYMMETRIC.get(resname, []):
+            if a in atoms and b in atoms:
+                atoms[a], atoms[b] = atoms[b], atoms[a]
+    return out
+
+
+@pytest.mark.parametrize("name", ["1UBQ", "1DIX"])
+def test_lddt_resolves_symmetric_atom_names(pdb_dir, name):
+    """A rigid copy named the other way round in every symmetric side chain is the same structure:
+    lDDT 1 with the swaps resolved, below 1 when the names are taken as they are."""
+    chain = read_chain(pdb_dir / f"{name}.pdb")
+    renamed = with_symmetric_names_swapped(rigid_copy(chain))
+    im, ir = match_residues(renamed, chain)
+    assert lddt(renamed, chain, im, ir) == pytest.approx(1.0, abs=1e-12)
+    assert compare(renamed, chain)["lddt_no_stereochecks"] == pytest.approx(1.0, abs=1e-12)
+    assert lddt(renamed, chain, im, ir, symmetric_swaps=False) < 0.99
+
+
+def biotite_pair(model_path, ref_path):
+    """The reference read by biotite (heavy atoms of residues with a CA) and the model's coordinates
+    on the reference's atoms, by residue number, insertion code and atom name (NaN where missing)."""
+    import biotite.structure.io.pdb as pdbio
+
+    def heavy(path):
+        atoms = pdbio.PDBFile.read(str(path)).get_structure(model=1, altloc="first")
+        return atoms[atoms.element != "H"]
+
+    ref, model = heavy(ref_path), heavy(model_path)
+    with_ca = {(r, i) for r, i, n in zip(ref.res_id, ref.ins_code, ref.atom_name) if n == "CA"}
+    ref = ref[np.array([(r, i) in with_ca for r, i in zip(ref.res_id, ref.ins_code)])]
+    where = {key: k for k, key in enumerate(zip(model.res_id, model.ins_code, model.atom_name))}
+    keys = list(zip(ref.res_id, ref.ins_code, ref.atom_name))
+    coords = np.array([model.coord[where[key]] if key in where else [np.nan] * 3 for key in keys], dtype=np.float64)
+    return ref, coords
+
+
+def biotite_lddt_with_symmetry(ref, coords):
+    """The published symmetry rule on top of biotite's lDDT: per symmetric residue, keep the naming
+    whose contacts to non-symmetric atoms score better (a tie keeps the model's), then score globally."""
+    import biotite.structure as struc
+
+    symmetric = np.array([any(n in pair for pair in SYMMETRIC.get(r, [])) for r, n in zip(ref.res_name, ref.atom_name)])
+    coords = coords.copy()
+    residues = dict.fromkeys(zip(ref.res_id, ref.ins_code))
+    for res in residues:
+        in_res = (ref.res_id == res[0]) & (ref.ins_code == res[1])
+        index = {n: k for k, n in zip(np.flatnonzero(in_res), ref.atom_name[in_res])}
+        pairs = [(index[a], index[b]) for a, b in SYMMETRIC.get(ref.res_name[in_res][0], [])
+                 if a in index and b in index and np.isfinite(coords[[index[a], index[b]]]).all()]
+        if not pairs:
+            continue
+        mask = np.zeros(len(ref), bool)
+        mask[[k for pair in pairs for k in pair]] = True
+        as_is = struc.lddt(ref, coords, atom_mask=mask, partner_mask=~symmetric)
+        swapped = coords.copy()
+        for a, b in pairs:
+            swapped[[a, b]] = coords[[b, a]]
+        if struc.lddt(ref, swapped, atom_mask=mask, partner_mask=~symmetric) > as_is:
+            coords = swapped
+    return float(struc.lddt(ref, coords))
+
+
+# biotite holds coordinates in float32: a distance difference within ~1e-5 A of a threshold may land on
+# the other side, and each such pair moves the score by 1 / (4 n_pairs), ~1.4e-6 here; 1e-5 allows 7
+TOL_BIOTITE = 1e-5
+
+
+def test_lddt_agrees_with_biotite_on_real_predictions(rfah_dir):
+    """Every RfaH recycle against 2OUG: fixpt's lDDT with the names as they are equals
+    ``biotite.structure.lddt``; with the symmetric atoms resolved it equals biotite's lDDT after the
+    published symmetry rule (applied in the test through biotite's own masked scores)."""
+    struc = pytest.importorskip("biotite.structure")
+    ref_path = rfah_dir / "experimental" / "2oug_C.pdb"
+    ref = read_chain(ref_path)
+    for k in range(4):
+        model = read_chain(rfah_dir / f"{STEM}.r{k}.pdb")
+        im, ir = match_residues(model, ref)
+        atoms, coords = biotite_pair(rfah_dir / f"{STEM}.r{k}.pdb", ref_path)
+        assert len(atoms) == sum(len(a) for a in ref.atoms)  # the same reference atoms on both sides
+        assert lddt(model, ref, im, ir, symmetric_swaps=False) == pytest.approx(float(struc.lddt(atoms, coords)), abs=TOL_BIOTITE)
+        if k == 3:
+            resolved = compare(model, ref)["lddt_no_stereochecks"]
+            assert resolved == pytest.approx(biotite_lddt_with_symmetry(atoms, coords), abs=TOL_BIOTITE)
+            assert resolved > lddt(model, ref, im, ir, symmetric_swaps=False) + 0.01  # real models do name them the other way
 
 
 def test_alignment_matching_recovers_renumbered_residues(pdb_dir):

@@ -3,6 +3,7 @@
 import csv
 import json
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,8 @@ from fixpt.recycle.runner import parse_models
 
 HERE = Path(__file__).resolve().parent
 STEM = "RfaH_unrelaxed_rank_001_alphafold2_model_2_seed_003"
-ROW_KEYS = {"target", "model", "seed", "recycle", "rmsd", "gdt_ts", "gdt_ha", "tm_score", "lddt", "plddt", "residual_rmsd",
-            "residual_tol"}
+ROW_KEYS = {"target", "model", "seed", "recycle", "rmsd", "gdt_ts", "gdt_ha", "tm_fixed", "tm_align", "lddt_no_stereochecks", "lddt_ca",
+            "plddt", "residual_rmsd", "residual_tol"}
 runner = CliRunner()
 
 
@@ -138,6 +139,10 @@ def test_standin_through_sweep_and_report(tmp_path, standin, pdb_dir):
     records = json.loads(res.stdout)
     gdt_last = {r["target"]: r["mean"] for r in records if r["column"] == "GDT-TS last"}
     assert gdt_last["1UBQ"] > 95 > 60 > gdt_last["1AKI"]
+    last = {(r["target"], r["column"]): r["mean"] for r in records}
+    assert last["1UBQ", "TM fixed-match last"] > 0.95 and 0.8 < last["1UBQ", "lDDT no-stereochecks last"] <= 1
+    if find_spec("tmtools") is not None:  # an extra: without it the column is there, empty
+        assert last["1UBQ", "TM-align last"] > 0.95
 
 
 def test_recycle_report_refuses_compare_paper(tmp_path, standin, pdb_dir):
@@ -166,13 +171,13 @@ def test_real_rfah_run(tmp_path, rfah_dir):
     assert [round(r["residual_rmsd"], 3) for r in rows[:3]] == [6.916, 6.153, 3.738]
     assert [round(r["residual_tol"], 3) for r in rows[:3]] == [5.256, 3.685, 2.700]
     assert [round(r["plddt"], 2) for r in rows] == [69.21, 72.40, 78.25, 81.48]
-    assert not any(r["flagged"] for r in rows) and rows[-1]["tm_score"] > 0.8
+    assert not any(r["flagged"] for r in rows) and rows[-1]["tm_fixed"] > 0.8
 
     res = run("recycle", "score", out, "--reference", rfah_dir / "experimental" / "6c6s_D.pdb", "--json")
     wrong = json.loads(res.stdout)
     assert [round(r["rmsd"], 2) for r in wrong] == [14.04, 16.75, 17.59, 17.56]
     assert wrong[-1]["flagged"] and "converges to another structure" in wrong[-1]["verdict"]
-    assert wrong[-1]["gdt_ts"] < rows[-1]["gdt_ts"] - 20 and wrong[-1]["tm_score"] < rows[-1]["tm_score"] - 0.25
+    assert wrong[-1]["gdt_ts"] < rows[-1]["gdt_ts"] - 20 and wrong[-1]["tm_fixed"] < rows[-1]["tm_fixed"] - 0.25
 
 
 def test_unranked_names_of_an_interrupted_run(tmp_path, rfah_dir):
@@ -193,6 +198,54 @@ def test_score_reads_a_folder_in_place(tmp_path, rfah_dir):
     assert res.exit_code == 0, res.output
     assert "141/141" in res.stdout and "converging" in res.stdout and "0 of 1 trajectories flagged" in res.stdout
     assert len(table.read_text().splitlines()) == 5 and not (rfah_dir / "recycle_scores.csv").exists()
+
+
+def test_score_reports_both_tm_scores(tmp_path, rfah_dir):
+    """recycle score names both TM-scores: the one with the fixed residue correspondence and TM-align's,
+    the latter equal to tmtools' TM-align (normalised by the reference) to 1e-6 in the rows, the CSV
+    and the table; the fold verdict says which one it read."""
+    tmtools = pytest.importorskip("tmtools")
+    ref_path = rfah_dir / "experimental" / "2oug_C.pdb"
+    table = tmp_path / "rfah.csv"
+    res = run("recycle", "score", rfah_dir, "--reference", ref_path, "--csv", table, "--json")
+    assert res.exit_code == 0, res.output
+    rows, ref = json.loads(res.stdout), read_chain(ref_path)
+    for row in rows:
+        model = read_chain(rfah_dir / f"{STEM}.r{row['recycle']}.pdb")
+        expected = tmtools.tm_align(model.ca, ref.ca, model.sequence, ref.sequence).tm_norm_chain2
+        assert row["tm_align"] == pytest.approx(expected, abs=1e-6) and row["tm_align"] > row["tm_fixed"]
+    written = list(csv.DictReader(table.open()))
+    assert [float(r["tm_align"]) for r in written] == pytest.approx([r["tm_align"] for r in rows], abs=1e-12)
+    assert {"tm_fixed", "lddt_no_stereochecks", "lddt_ca"} <= set(written[0]) and "tm_score" not in written[0]
+    res = run("recycle", "score", rfah_dir, "--reference", ref_path, "--csv", table)
+    header = next(line for line in res.stdout.splitlines() if "TM-align rN" in line)
+    assert "TM fixed-match rN" in header and f"{rows[-1]['tm_align']:.3f}" in res.stdout and "not computed" not in res.stdout
+
+
+def test_fold_verdict_names_the_tm_score_it_read(tmp_path, rfah_dir):
+    """The "different fold" note reads TM-align's score where it was computed, else the fixed-correspondence
+    one, and names it (the real rows, with the last recycle's TM-scores set on either side of 0.5)."""
+    from fixpt.recycle.score import ScoreOptions, assess
+
+    res = run("recycle", "score", rfah_dir, "--reference", rfah_dir / "experimental" / "2oug_C.pdb", "--csv", tmp_path / "t.csv", "--json")
+    rows = json.loads(res.stdout)
+    rows[-1].update(tm_fixed=0.62, tm_align=0.41)
+    assert "different fold from the reference (TM-align TM-score 0.41 < 0.5)" in assess(rows, ScoreOptions())[0]
+    rows[-1].update(tm_fixed=0.41, tm_align=0.62)
+    assert "different fold" not in assess(rows, ScoreOptions())[0]
+    rows[-1].update(tm_fixed=0.41, tm_align=None)
+    assert "different fold from the reference (TM-score with fixed residue correspondence 0.41 < 0.5)" in assess(rows, ScoreOptions())[0]
+
+
+def test_score_without_tmtools_says_tm_align_was_not_computed(tmp_path, rfah_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tmtools", None)  # as if not installed
+    ref_path = rfah_dir / "experimental" / "2oug_C.pdb"
+    res = run("recycle", "score", rfah_dir, "--reference", ref_path, "--csv", tmp_path / "t.csv", "--json")
+    assert res.exit_code == 0, res.output
+    assert all(r["tm_align"] is None and r["tm_fixed"] > 0.6 for r in json.loads(res.stdout))
+    res = run("recycle", "score", rfah_dir, "--reference", ref_path, "--csv", tmp_path / "t.csv")
+    assert res.exit_code == 0, res.output
+    assert 'TM-align rN: not computed, tmtools is not installed (pip install "fixpt[tmalign]")' in res.stdout
 
 
 def test_precomputed_folder_per_recycle_count(tmp_path, rfah_dir):

@@ -1,9 +1,9 @@
 """Structure-comparison scores of a model against a reference, and between successive recycles.
 
 All scores compare CA atoms of residues matched by :mod:`fixpt.protein.matching`, except the
-all-atom lDDT. ``n_ref`` below is the number of reference residues (with a CA atom); a reference
-residue the model lacks counts as a miss in GDT, TM-score and lDDT, so a model of half the
-protein cannot score 100.
+all-atom lDDT and TM-align's score (its own structural alignment). ``n_ref`` below is the number
+of reference residues (with a CA atom); a reference residue the model lacks counts as a miss in
+GDT, TM-score and lDDT, so a model of half the protein cannot score 100.
 
 - **CA-RMSD** after the optimal superposition (Kabsch) of the matched CA atoms.
 - **GDT** (LGA's global distance test): for a cutoff d, :math:`P_d` is the largest fraction of
@@ -13,16 +13,17 @@ protein cannot score 100.
   starts from seed fragments (every window of length L = m, m/2, m/4, ... >= 4 matched
   residues), superposes on the seed, then repeatedly on all residues within d, and keeps the best
   count seen.
-- **TM-score**, normalised by the reference length: the maximum over superpositions of
-  :math:`\\frac{1}{L_{ref}} \\sum_i 1 / (1 + (d_i / d_0)^2)` with
+- **TM-score with the fixed residue correspondence** (``tm_fixed``), normalised by the reference
+  length: the maximum over superpositions of
+  :math:`\\frac{1}{L_{ref}} \\sum_i 1 / (1 + (d_i / d_0)^2)` over the matched residues, with
   :math:`d_0 = 1.24 \\sqrt[3]{L_{ref} - 15} - 1.8` (at least 0.5), searched the same way with the
-  selection cutoff :math:`d_0` clipped to [4.5, 8] A, as the TM-score program does.
-- **lDDT** (superposition-free): over pairs of atoms in different residues whose reference
-  distance is below 15 A, the fraction whose model distance is within 0.5, 1, 2 and 4 A of it,
-  averaged over the four thresholds (pooled over all pairs, as the lDDT program's global score).
-  ``lddt`` is all-atom (heavy atoms matched by name), ``lddt_ca`` CA only. Not done: the lDDT
-  program's stereochemistry checks and its swapping of symmetric side-chain atoms (Asp OD1/OD2,
-  ...), so side chains with swapped names score slightly low.
+  selection cutoff :math:`d_0` clipped to [4.5, 8] A, as the TM-score program does. The
+  correspondence is the residue matching's, not searched: TM-align's score (``tm_align``,
+  :mod:`fixpt.protein.tmalign`, when ``tmtools`` is installed) also searches it, and is higher
+  where a shifted correspondence superposes better.
+- **lDDT** (superposition-free, :mod:`fixpt.protein.lddt_score`): ``lddt_no_stereochecks`` over all
+  heavy atoms with the symmetric side-chain atoms resolved, without the lDDT program's
+  stereochemistry checks; ``lddt_ca`` over CA atoms only.
 - Between recycles: ``residual_rmsd``, the CA-RMSD after superposition, and ``residual_tol``,
   ColabFold's early-stopping ``tol``: the RMS difference of the CA distance matrices,
   :math:`\\sqrt{\\operatorname{mean}_{ij} (D_{ij} - D'_{ij})^2 + 10^{-8}}` over all pairs.
@@ -32,14 +33,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .lddt_score import LDDT_RADIUS, LDDT_THRESHOLDS, lddt  # noqa: F401  (re-exported)
 from .matching import match_residues
 from .structure import Chain
 from .superpose import apply, kabsch, superposed_rmsd
+from .tmalign import tm_align_score
 
 GDT_TS_CUTOFFS = (1.0, 2.0, 4.0, 8.0)
 GDT_HA_CUTOFFS = (0.5, 1.0, 2.0, 4.0)
-LDDT_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
-LDDT_RADIUS = 15.0
 TM_FOLD_THRESHOLD = 0.5  # TM-score below this: a different fold (Xu & Zhang 2010)
 SAME_PROTEIN_IDENTITY = 0.3  # below this share of identical matched residues the reference is another protein
 
@@ -116,43 +117,13 @@ def tm_score(p: np.ndarray, q: np.ndarray, n_ref: int) -> float:
     return _best_superposition_score(p, q, search, lambda d: (1.0 / (1.0 + (d / d0) ** 2)).sum(1) / n_ref)
 
 
-def _preserved_fraction(model_xyz: np.ndarray, ref_xyz: np.ndarray, residue: np.ndarray) -> float:
-    """lDDT over the atoms ``ref_xyz`` (model coordinates NaN where the model lacks the atom): the pairs
-    within the inclusion radius come from a k-d tree of the reference, so the cost grows with the
-    number of neighbours, not with the square of the atom count."""
-    from scipy.spatial import cKDTree
-
-    pairs = cKDTree(ref_xyz).query_pairs(LDDT_RADIUS, output_type="ndarray")
-    i, j = pairs[:, 0], pairs[:, 1]
-    dr = np.linalg.norm(ref_xyz[i] - ref_xyz[j], axis=1)
-    keep = (residue[i] != residue[j]) & (dr < LDDT_RADIUS)  # other residues, strictly inside the radius
-    i, j, dr = i[keep], j[keep], dr[keep]
-    if len(i) == 0:
-        return 0.0
-    dm = np.linalg.norm(model_xyz[i] - model_xyz[j], axis=1)
-    diff = np.abs(dm - dr)  # NaN (a missing model atom) compares False: not preserved
-    return float(np.mean([(diff < t).mean() for t in LDDT_THRESHOLDS]))
-
-
-def lddt(model: Chain, ref: Chain, im: np.ndarray, ir: np.ndarray, ca_only: bool = False) -> float:
-    """lDDT of ``model`` against ``ref`` with residues matched as ``im[k] <-> ir[k]``."""
-    partner = dict(zip(ir.tolist(), im.tolist()))
-    ref_xyz, model_xyz, residue = [], [], []
-    for j, atoms in enumerate(ref.atoms):
-        names = ["CA"] if ca_only else list(atoms)
-        m_atoms = model.atoms[partner[j]] if j in partner else {}
-        for name in names:
-            ref_xyz.append(atoms[name])
-            model_xyz.append(m_atoms.get(name, np.full(3, np.nan)))
-            residue.append(j)
-    return _preserved_fraction(np.asarray(model_xyz), np.asarray(ref_xyz), np.asarray(residue))
-
-
 def compare(model: Chain, ref: Chain, match: str = "number") -> dict:
-    """Every score of ``model`` against ``ref``: rmsd (A), gdt_ts and gdt_ha (percent), tm_score,
-    lddt and lddt_ca (fractions), the model's mean pLDDT (its B-factors), and how many residues
-    were matched out of the reference's, and the share of matched pairs that are the same amino acid
-    (``identity``: near 1 for the right reference, near chance (about 0.06) for another protein)."""
+    """Every score of ``model`` against ``ref``: rmsd (A), gdt_ts and gdt_ha (percent), tm_fixed
+    (TM-score with the fixed residue correspondence), tm_align (TM-align's TM-score; None without
+    ``tmtools``), lddt_no_stereochecks and lddt_ca (fractions), the model's mean pLDDT (its
+    B-factors), how many residues were matched out of the reference's, and the share of matched
+    pairs that are the same amino acid (``identity``: near 1 for the right reference, near chance
+    (about 0.06) for another protein). The module docstring defines each."""
     im, ir = match_residues(model, ref, match)
     p, q, n_ref = model.ca[im], ref.ca[ir], len(ref)
     frac = gdt_fractions(p, q, n_ref, sorted(set(GDT_TS_CUTOFFS) | set(GDT_HA_CUTOFFS)))
@@ -164,8 +135,9 @@ def compare(model: Chain, ref: Chain, match: str = "number") -> dict:
         "rmsd": superposed_rmsd(p, q),
         "gdt_ts": gdt_from(frac, GDT_TS_CUTOFFS),
         "gdt_ha": gdt_from(frac, GDT_HA_CUTOFFS),
-        "tm_score": tm_score(p, q, n_ref),
-        "lddt": lddt(model, ref, im, ir),
+        "tm_fixed": tm_score(p, q, n_ref),
+        "tm_align": tm_align_score(model, ref),
+        "lddt_no_stereochecks": lddt(model, ref, im, ir),
         "lddt_ca": lddt(model, ref, im, ir, ca_only=True),
         "plddt": float(model.bfactor.mean()),
     }

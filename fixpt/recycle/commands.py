@@ -84,12 +84,14 @@ def score(
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="where the per-recycle table goes [default: FOLDER/recycle_scores.csv]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score every target x model x seed x recycle: RMSD, GDT-TS/HA, TM-score, lDDT, pLDDT, residuals; flag non-convergence."""
+    """Score every target x model x seed x recycle: CA-RMSD, GDT-TS/HA, TM-score (fixed residue correspondence, and TM-align's
+    with tmtools), lDDT (no stereochemistry checks), pLDDT, residuals; flag non-convergence."""
     from rich.progress import Progress
 
     from .score import SCORES_CSV, ScoreOptions, score_folder, summarise, write_csv
 
     from ..config import from_dict
+    from ..protein.tmalign import INSTALL_HINT as TM_ALIGN_HINT
     from .sweep_point import RecycleScoreConfig
 
     from_dict(RecycleScoreConfig, {"window": window, "rmsd_tol": rmsd_tol, "gdt_tol": gdt_tol}, what="option")  # the bounds
@@ -104,12 +106,13 @@ def score(
         return
     summary = summarise(rows)
     table = Table(title=escape(f"recycles against {reference.name}"), box=box.SIMPLE_HEAD, padding=(0, 1))
-    for col in ("target", "model", "seed", "N", "matched", "CA-RMSD r0->rN", "GDT-TS r0->rN", "TM rN", "residual", "ratio", "verdict"):
+    for col in ("target", "model", "seed", "N", "matched", "CA-RMSD r0->rN", "GDT-TS r0->rN", "TM fixed-match rN", "TM-align rN",
+                "residual", "ratio", "verdict"):
         table.add_column(col, no_wrap=col != "target")
     for s in summary:
         table.add_row(escape(s["target"]), str(s["model"]), str(s["seed"]), str(s["recycles"]), f"{s['n_matched']}/{s['n_ref']}",
                       f"{s['rmsd_first']:.2f}->{s['rmsd_last']:.2f}", f"{s['gdt_ts_first']:.1f}->{s['gdt_ts_last']:.1f}",
-                      f"{s['tm_score_last']:.3f}", _fmt(s["residual_last"], ".3f"), _fmt(s["ratio_last"], ".2f"),
+                      f"{s['tm_fixed_last']:.3f}", _fmt(s["tm_align_last"], ".3f"), _fmt(s["residual_last"], ".3f"), _fmt(s["ratio_last"], ".2f"),
                       s["verdict"].split(":")[0].split(" (")[0].replace(" from the reference", ""), style="red" if s["flagged"] else None)
     # a log file or pipe gets the whole table; rich would squeeze it into 80 columns
     (out if out.is_terminal else Console(width=160)).print(table)
@@ -117,6 +120,8 @@ def score(
         if s["flagged"]:
             out.print(f"flagged: {s['target']} model {s['model']} seed {s['seed']}: {s['verdict']}", highlight=False, soft_wrap=True,
                       markup=False)
+    if any(s["tm_align_last"] is None for s in summary):
+        out.print(f"TM-align rN: not computed, tmtools is not installed ({TM_ALIGN_HINT})", highlight=False, soft_wrap=True, markup=False)
     flagged = sum(s["flagged"] for s in summary)
     out.print(f"{flagged} of {len(summary)} trajectories flagged; per-recycle scores in {csv_path}", highlight=False, soft_wrap=True,
               markup=False)

@@ -2,7 +2,9 @@
 
 The table has one row per target, mean +- sample std over its trajectories (models x seeds): the
 scores at recycle 0 and at the last recycle, the last residual ratio, and how many trajectories
-were flagged. The figures (paper, Figures 3-5), from each target's mean curve over its
+were flagged. "TM fixed-match" is fixpt's TM-score with the residue correspondence fixed by the
+matching, "TM-align" TM-align's (``-`` where tmtools was not installed), "lDDT no-stereochecks"
+the all-atom lDDT without the stereochemistry checks (:mod:`fixpt.protein.scores`). The figures (paper, Figures 3-5), from each target's mean curve over its
 trajectories, min-max normalised per target so that targets of different difficulty share an
 axis (1 = the target's best GDT-TS, resp. its worst RMSD):
 
@@ -27,8 +29,12 @@ from ..registry import register_layout
 from ..report import Cell, FinishedRun, Layout, Note, NumberFormat, Options, Row, SweepRuns, Table
 
 COLUMNS = (("gdt_ts", 0, "GDT-TS r0"), ("gdt_ts", -1, "GDT-TS last"), ("rmsd", 0, "CA-RMSD r0 (A)"),
-           ("rmsd", -1, "CA-RMSD last (A)"), ("tm_score", -1, "TM last"), ("lddt", -1, "lDDT last"),
-           ("plddt", -1, "pLDDT last"), ("contraction_ratio", -2, "last residual ratio"))
+           ("rmsd", -1, "CA-RMSD last (A)"), ("tm_fixed", -1, "TM fixed-match last"), ("tm_align", -1, "TM-align last"),
+           ("lddt_no_stereochecks", -1, "lDDT no-stereochecks last"), ("plddt", -1, "pLDDT last"),
+           ("contraction_ratio", -2, "last residual ratio"))
+# runs written before the scores were named precisely: their tm_score is today's tm_fixed; their lddt
+# (no symmetric-atom swaps) is not today's lddt_no_stereochecks and is left out
+OLD_NAMES = {"tm_fixed": "tm_score"}
 
 
 @register_layout("recycle")
@@ -49,6 +55,13 @@ def trajectories(runs: list[FinishedRun]) -> list[dict]:
     return out
 
 
+def _at(trajectory: dict, key: str, at: int) -> float | None:
+    """The score ``key`` at recycle ``at`` (negative: from the end) of one trajectory; None where it was
+    not computed (TM-align without tmtools, a run that predates the score, no such recycle)."""
+    curve = trajectory.get(key, trajectory.get(OLD_NAMES.get(key, ""), []))
+    return None if len(curve) < abs(at) or curve[at] is None else float(curve[at])
+
+
 def recycle_table(runs: list[FinishedRun]) -> Table:
     """One row per target: each score's mean +- std over the target's trajectories, and how many were flagged."""
     by_target: dict[str, list[dict]] = {}
@@ -58,8 +71,7 @@ def recycle_table(runs: list[FinishedRun]) -> Table:
     for target in sorted(by_target):
         ts = by_target[target]
         n, k = len(ts), sum(bool(t["flagged"]) for t in ts)
-        cells = {label: Cell([float(t[key][at]) for t in ts if len(t[key]) >= abs(at) and t[key][at] is not None], runs=n)
-                 for key, at, label in COLUMNS}
+        cells = {label: Cell([v for t in ts if (v := _at(t, key, at)) is not None], runs=n) for key, at, label in COLUMNS}
         rows.append(Row(target, cells, text={"trajectories": str(n), "flagged": f"{k} of {n}"}, fields={"target": target},
                         tail={"flagged": k}))
         flagged += [f"- {target}: model {t['model']} seed {t['seed']}: {t['verdict']}" for t in ts if t["flagged"]]

@@ -32,7 +32,8 @@ from ..protein import Chain, compare, read_chain, residual
 from ..protein.scores import SAME_PROTEIN_IDENTITY, TM_FOLD_THRESHOLD
 from .layout import Trajectory, find_trajectories
 
-COLUMNS = ("target", "model", "seed", "recycle", "rmsd", "gdt_ts", "gdt_ha", "tm_score", "lddt", "lddt_ca", "plddt",
+SCORES = ("rmsd", "gdt_ts", "gdt_ha", "tm_fixed", "tm_align", "lddt_no_stereochecks", "lddt_ca", "plddt")  # fixpt.protein.compare
+COLUMNS = ("target", "model", "seed", "recycle", *SCORES,
            "residual_rmsd", "residual_tol", "contraction_ratio", "error_bound", "n_matched", "n_ref", "identity", "reference",
            "verdict", "flagged")
 SCORES_CSV = "recycle_scores.csv"
@@ -69,8 +70,7 @@ def score_trajectory(traj: Trajectory, ref: Chain, opts: ScoreOptions) -> list[d
     for k, chain in enumerate(chains):
         s = compare(chain, ref, opts.match)
         step = residual(chain, chains[k + 1]) if k + 1 < len(chains) else {"residual_rmsd": None, "residual_tol": None}
-        rows.append({"target": traj.target, "model": traj.model, "seed": traj.seed, "recycle": k, **{c: s[c] for c in (
-            "rmsd", "gdt_ts", "gdt_ha", "tm_score", "lddt", "lddt_ca", "plddt")}, **step,
+        rows.append({"target": traj.target, "model": traj.model, "seed": traj.seed, "recycle": k, **{c: s[c] for c in SCORES}, **step,
             "contraction_ratio": None, "error_bound": None, "n_matched": s["n_matched"], "n_ref": s["n_ref"], "identity": s["identity"],
             "reference": Path(ref.source).name})
     for k in range(1, len(rows) - 1):
@@ -92,8 +92,9 @@ def assess(rows: list[dict], opts: ScoreOptions) -> tuple[str, bool]:
     if rows[last]["identity"] < SAME_PROTEIN_IDENTITY:
         return (f"wrong reference? only {rows[last]['identity']:.0%} of the {rows[last]['n_matched']} matched residues are the "
                 f"same amino acid (the reference {rows[last]['reference']} looks like another protein; or try --align)"), True
-    if rows[last]["tm_score"] < TM_FOLD_THRESHOLD:
-        notes.append(f"different fold from the reference (TM-score {rows[last]['tm_score']:.2f} < {TM_FOLD_THRESHOLD})")
+    name, tm = fold_tm_score(rows[last])
+    if tm < TM_FOLD_THRESHOLD:
+        notes.append(f"different fold from the reference ({name} {tm:.2f} < {TM_FOLD_THRESHOLD})")
     ratios = [(r["contraction_ratio"], r["residual_rmsd"]) for r in rows if r["contraction_ratio"] is not None]
     if ratios and ratios[-1][0] >= 1 and ratios[-1][1] >= opts.converged_below:
         verdict = (f"not contracting: residual ratio {ratios[-1][0]:.2f} >= 1 at recycle {last - 1} "
@@ -109,6 +110,14 @@ def assess(rows: list[dict], opts: ScoreOptions) -> tuple[str, bool]:
         return "; ".join([verdict] + notes), True
     verdict = "converging" if not ratios else f"converging (last residual ratio {ratios[-1][0]:.2f})"
     return "; ".join([verdict] + notes), False
+
+
+def fold_tm_score(row: dict) -> tuple[str, float]:
+    """The TM-score the fold verdict reads, and its name: TM-align's where it was computed (the
+    score the 0.5 fold threshold was set for), else the one with the fixed residue correspondence."""
+    if row["tm_align"] is not None:
+        return "TM-align TM-score", row["tm_align"]
+    return "TM-score with fixed residue correspondence", row["tm_fixed"]
 
 
 def score_folder(folder: str | Path, reference: str | Path, opts: ScoreOptions | None = None, *,
@@ -160,7 +169,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         ratios = [r["contraction_ratio"] for r in traj if r["contraction_ratio"] is not None]
         out.append({"target": first["target"], "model": first["model"], "seed": first["seed"], "recycles": last["recycle"],
                     "rmsd_first": first["rmsd"], "rmsd_last": last["rmsd"], "gdt_ts_first": first["gdt_ts"],
-                    "gdt_ts_last": last["gdt_ts"], "tm_score_last": last["tm_score"], "n_matched": last["n_matched"],
+                    "gdt_ts_last": last["gdt_ts"], "tm_fixed_last": last["tm_fixed"], "tm_align_last": last["tm_align"],
+                    "n_matched": last["n_matched"],
                     "n_ref": last["n_ref"],
                     "residual_last": residuals[-1] if residuals else None, "ratio_last": ratios[-1] if ratios else None,
                     "verdict": last["verdict"], "flagged": last["flagged"]})

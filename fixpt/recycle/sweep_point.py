@@ -25,7 +25,8 @@ from ..protein.matching import MATCH_MODES
 from .runner import RecycleRunConfig, run_colabfold
 from .score import SCORES_CSV, ScoreOptions, score_folder, trajectories_of, write_csv
 
-CURVES = ("rmsd", "gdt_ts", "gdt_ha", "tm_score", "lddt", "plddt", "residual_rmsd", "residual_tol", "contraction_ratio")
+CURVES = ("rmsd", "gdt_ts", "gdt_ha", "tm_fixed", "tm_align", "lddt_no_stereochecks", "lddt_ca", "plddt", "residual_rmsd",
+          "residual_tol", "contraction_ratio")  # fixpt.protein.scores defines each
 
 
 @dataclass
