@@ -27,6 +27,7 @@ same run up to float rounding (``tests/test_seed_batch.py``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -38,7 +39,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn.utils import parametrize
 
-from .config import from_dict
+from .config import from_dict, to_dict
 from .device import resolve_device
 from .errors import DivergenceError, FixptError
 from .models.base import IterativeModel, seed_batch_mode
@@ -47,7 +48,8 @@ from .tasks import get_task
 from .training.build import build_model
 from .training.loop import SPLITS, Finished, finish_run
 from .training.parts import BestEpoch, seed_everything
-from .training.rundir import RunDir
+from .tracking import RunLog, flatten
+from .training.rundir import CKPT, RunDir
 
 
 def unbatchable_reason(name: str, model_cfg: dict, train_cfg: dict, task: str | None = None) -> str | None:
@@ -60,6 +62,8 @@ def unbatchable_reason(name: str, model_cfg: dict, train_cfg: dict, task: str | 
         return "minibatches (batch_size > 0)"
     if model_cfg.get("contractive"):
         return "spectrally normalised (--contractive) weights"
+    if str(model_cfg.get("backbone", "")).startswith("pyg:"):
+        return f"a torch-geometric convolution ({model_cfg['backbone']}) has no vmap rules (seed batches need fixpt's fast kernels)"
     if issubclass(spec.cls, IterativeModel):
         if model_cfg.get("solver", "picard") != "picard":
             return f"solver {model_cfg['solver']!r} (seed batches support picard)"
@@ -117,38 +121,49 @@ def _build_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, se
 
 def train_seeds(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, seeds: list[int], *,
                 outs: list[Path] | None = None, device: str = "auto", save_ckpt: bool = True,
-                task: str | None = None) -> list[dict | Exception]:
+                task: str | None = None, trackers: list | None = None) -> list[dict | Exception]:
     """Train the runs ``seeds`` of one configuration as one batch; return, per seed, its metrics (as
-    :func:`fixpt.train.train` returns them, written to ``outs[i]`` when given) or the exception that
-    failed it. ``train_cfg["seed"]`` is ignored: ``seeds`` replaces it."""
+    :func:`fixpt.train.train` returns them, written to ``outs[i]`` when given, with its ``history.csv``) or
+    the exception that failed it. ``train_cfg["seed"]`` is ignored: ``seeds`` replaces it. ``trackers[i]``:
+    seed i's :class:`fixpt.tracking.TrackerSpec` (None: none). A seed batch is not resumable: a killed one
+    trains again from its first epoch."""
     reason = unbatchable_reason(name, model_cfg, train_cfg, task)
     if reason is not None:
         raise FixptError(f"{name} cannot be trained as a seed batch: {reason}; train its seeds one at a time")
     if len(set(seeds)) != len(seeds) or not seeds:
         raise FixptError(f"a seed batch needs distinct seeds; got {seeds}")
     dev = resolve_device(device)
+    folders = [RunDir(outs[i] if outs else None) for i in range(len(seeds))]
+    logs = [RunLog.open(folders[i], trackers[i] if trackers else None, f"{name}-seed{s}") for i, s in enumerate(seeds)]
     task_obj, models, data, (mcfg, dcfg), tcfgs = _build_seeds(name, model_cfg, data_cfg, train_cfg, seeds, dev, task)
     torch.manual_seed(batch_generator_seed(seeds))
     metric = task_obj.metric_for(dcfg)
-    trackers = [BestEpoch(metric.name, metric.higher_is_better, tcfgs[0].patience) for _ in seeds]
+    best = [BestEpoch(metric.name, metric.higher_is_better, tcfgs[0].patience) for _ in seeds]
     errors: dict[int, Exception] = {}
-    start = time.perf_counter()
-    best_weights = _train_stack(_Stack(models, tcfgs[0]), task_obj, data, metric, trackers, errors)
-    seconds = (time.perf_counter() - start) / len(seeds)
-    results: list[dict | Exception] = []
-    for i, tracker in enumerate(trackers):
-        if i in errors:
-            results.append(errors[i])
-            continue
-        # the best epoch's weights, and the buffers (none is trained) beside them
-        tracker.best["state"] = {**{n: w[i] for n, w in best_weights.items()}, **dict(models[i].named_buffers())}
-        run = Finished(name, task_obj, models[i], data, metric, (mcfg, dcfg, tcfgs[i]), dev, seconds, {"seed_batch": len(seeds)})
-        results.append(finish_run(run, tracker, RunDir(outs[i] if outs else None), save_ckpt=save_ckpt))
+    with contextlib.ExitStack() as open_logs:  # a batch that raises closes every seed's tracked run as failed
+        for log, tcfg in zip(logs, tcfgs):
+            open_logs.enter_context(log).start(flatten({"model": to_dict(mcfg), "data": to_dict(dcfg), "train": to_dict(tcfg)}),
+                                               {"model": name, "task": task_obj.name, "seed_batch": str(len(seeds))})
+        start = time.perf_counter()
+        best_weights = _train_stack(_Stack(models, tcfgs[0]), task_obj, data, metric, best, errors, logs)
+        seconds = (time.perf_counter() - start) / len(seeds)
+        results: list[dict | Exception] = []
+        for i, tracker in enumerate(best):
+            if i in errors:
+                results.append(errors[i])
+                logs[i].fail()
+                continue
+            # the best epoch's weights, and the buffers (none is trained) beside them
+            tracker.best["state"] = {**{n: w[i] for n, w in best_weights.items()}, **dict(models[i].named_buffers())}
+            run = Finished(name, task_obj, models[i], data, metric, (mcfg, dcfg, tcfgs[i]), dev, seconds, {"seed_batch": len(seeds)})
+            results.append(finish_run(run, tracker, folders[i], save_ckpt=save_ckpt))
+            logs[i].finish(results[-1], folders[i] / CKPT if save_ckpt and folders[i].path is not None else None)
     return results
 
 
-def _train_stack(stack: _Stack, task_obj, data, metric, trackers: list[BestEpoch], errors: dict) -> dict:
-    """The epochs of a seed batch; returns each weight's rows at every seed's best epoch (row i: seed i)."""
+def _train_stack(stack: _Stack, task_obj, data, metric, trackers: list[BestEpoch], errors: dict, logs: list[RunLog]) -> dict:
+    """The epochs of a seed batch; returns each weight's rows at every seed's best epoch (row i: seed i), and
+    writes each seed's epoch to its record ``logs[i]`` (history.csv, tracker)."""
     batched_loss = vmap(lambda p, b: task_obj.loss(stack.forward(p, b, data), data, "train"), randomness="different")
     batched_forward = vmap(lambda p, b: stack.forward(p, b, data))
     nodes = {split: data[f"{split}_mask"].nonzero().squeeze(1) for split in SPLITS}
@@ -165,6 +180,9 @@ def _train_stack(stack: _Stack, task_obj, data, metric, trackers: list[BestEpoch
             out = batched_forward(stack.params, stack.buffers)
             evals = _evaluate_stack(task_obj, out, data, metric, losses.detach(), nodes)  # the epoch's one transfer
         improved, leaving = _record(epoch, evals, stack.active, trackers, errors)
+        for row, i in enumerate(stack.active):
+            if i not in errors:
+                logs[i].row(epoch, evals[row])
         if improved:  # one copy per weight tensor for all the seeds that improved
             rows = torch.tensor(improved, device=out.device)
             seeds_of_rows = torch.tensor([stack.active[r] for r in improved], device=out.device)

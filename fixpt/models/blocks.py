@@ -15,6 +15,10 @@ One block is :math:`T(z) = \sigma(\mathrm{conv}(z))` with :math:`\sigma` = ReLU 
 :math:`\|M\|_2 \le \sqrt{\|M\|_1 \|M\|_\infty}`. :math:`\|W\|_2` is the exact largest singular
 value (an SVD), inflated by a relative 1e-5 to cover float rounding. GAT has no such bound: its
 attention coefficients depend on :math:`z`.
+
+``pyg:NAME`` (:class:`PyGBlock`) iterates any ``torch_geometric.nn`` convolution, always through
+torch-geometric (the reference backend, :mod:`fixpt.models.kernels.pyg`): slower than the CSR
+blocks, no seed batches, and no certified bound (``check-contraction`` gives empirical estimates).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from . import kernels
 from .dropout import Dropout
 from .gat import GATBlock
 from .kernels import Graph, SparseMatrix
+from .kernels.pyg import PREFIX, PyGConv
 
 BACKBONES = ("gcn", "gat", "sage")
 ROUNDING = 1.0 + 1e-5
@@ -115,13 +120,48 @@ class SAGEBlock(nn.Module):
         return M @ kernels.linear(x, self.lin_l.weight) + self.lin_l.bias + kernels.linear(x, self.lin_r.weight)
 
 
+class PyGBlock(nn.Module):
+    """Any torch-geometric convolution ``pyg:NAME`` as a square ``dim -> dim`` block, built by
+    :func:`~fixpt.models.kernels.pyg.build_conv` (widths filled in, a default MLP for GIN-style convs,
+    ``block_kwargs`` for the rest). Always the reference backend: torch-geometric's own message passing.
+
+    Shapes: ``x`` (N, dim) dense, ``graph`` a :class:`~fixpt.models.kernels.Graph` (its edge weights or
+    attributes passed where the conv takes them) or an ``edge_index`` (2, E) -> (N, dim).
+    """
+
+    graph_needs = ()
+    backend = "reference"  # no vmap rules: seed batches refuse it (fixpt.models.base.seed_batch_mode)
+
+    def __init__(self, name: str, dim: int, block_kwargs: dict | None = None):
+        super().__init__()
+        self.name = name
+        self.pyg = PyGConv(name, dim, block_kwargs)
+
+    def forward(self, x: Tensor, graph: Graph | Tensor) -> Tensor:
+        graph = kernels.as_graph(graph, x.shape[0], self.graph_needs, self.backend)
+        return self.pyg(x, graph.edge_index, graph.edge_features)
+
+
+def is_pyg(backbone: str) -> bool:
+    """Whether ``backbone`` names a torch-geometric convolution (``pyg:NAME``)."""
+    return backbone.startswith(PREFIX)
+
+
 def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = False, gamma: float = 0.9,
-               attn_dropout: float = 0.0, concat_heads: bool = True, backend: str | None = None) -> nn.Module:
+               attn_dropout: float = 0.0, concat_heads: bool = True, backend: str | None = None,
+               block_kwargs: dict | None = None) -> nn.Module:
     """A square ``dim -> dim`` conv; ``contractive`` normalises its weights so that Lip(conv) <= gamma.
     GAT: ``heads`` heads of width ``dim / heads`` concatenated, or (``concat_heads=False``) of width ``dim`` averaged.
+    ``pyg:NAME``: that torch-geometric convolution (:class:`PyGBlock`), built with ``block_kwargs``.
     ``backend``: the kernels (default: :func:`fixpt.models.kernels.backend`)."""
+    if is_pyg(backbone):
+        if contractive:
+            raise FixptError(f"--contractive needs backbone gcn or sage: fixpt cannot normalise {backbone} to a proven Lipschitz bound")
+        return PyGBlock(backbone.removeprefix(PREFIX), dim, block_kwargs)
+    if block_kwargs:
+        raise FixptError(f"block_kwargs configure pyg: backbones only; backbone {backbone!r} takes none (leave it empty)")
     if backbone not in BACKBONES:
-        raise FixptError(f"unknown backbone {backbone!r}; valid: {', '.join(BACKBONES)}")
+        raise FixptError(f"unknown backbone {backbone!r}; valid: {', '.join(BACKBONES)}, or pyg:<a torch_geometric.nn conv> (e.g. pyg:GINConv)")
     if backbone == "gat":
         if contractive:
             raise FixptError("--contractive needs backbone gcn or sage: GAT's attention has no global Lipschitz bound")
@@ -169,4 +209,6 @@ def block_lipschitz_bound(conv: nn.Module, edge_index: Tensor, num_nodes: int) -
                 f"||W_r||_2 + ||D^-1 A||_2 (<= sqrt(||M||_1 ||M||_inf) = {m:.3f}) * ||W_l||_2, times Lip(ReLU)=1")
     if isinstance(conv, GATBlock):
         return None, "GAT's attention coefficients depend on the features, so no global Lipschitz bound exists; local estimates only"
+    if isinstance(conv, PyGBlock):
+        return None, f"a generic torch-geometric convolution ({conv.name}) provides no certified bound; empirical estimates only"
     return None, f"no bound known for {type(conv).__name__}"

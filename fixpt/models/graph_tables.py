@@ -6,7 +6,8 @@
   the score as a fraction (paper, Table 1).
 
 PIGN's rows name its form: "PIGN with GCN" is the paper's Algorithm 1 (``form: paper``), the row
-the paper's numbers belong to; fixpt's fixed-point form is "PIGN (fixed-point) with GCN". Rows and
+the paper's numbers belong to; fixpt's fixed-point form is "PIGN (fixed-point) with GCN". A
+torch-geometric backbone (``pyg:GINConv``) is named by its class: "PIGN with GINConv". Rows and
 columns stand in the paper's order: frameworks, then backbones; datasets, then noise.
 """
 
@@ -30,7 +31,9 @@ def framework(model: str, params: dict) -> str:
 
 
 def backbone(params: dict) -> str:
-    return BACKBONE_LABELS.get(params.get("backbone", "gcn"), params.get("backbone", "gcn"))
+    """The backbone's label: "GCN", "GAT", "GraphSAGE", or a torch-geometric conv's class name ("pyg:GINConv" -> "GINConv")."""
+    name = str(params.get("backbone", "gcn"))
+    return BACKBONE_LABELS.get(name, name.removeprefix("pyg:"))
 
 
 def paper_order(label: str) -> tuple:

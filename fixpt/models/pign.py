@@ -27,6 +27,11 @@ input and the decoder input only (so :math:`P` is deterministic, apart from GAT'
 :math:`\mathrm{Lip}(T) \le \gamma < 1` (see :mod:`fixpt.models.blocks`), which Banach's theorem
 turns into a unique fixed point and a certificate from ``fixpt check-contraction``.
 
+``backbone`` is one of fixpt's blocks (``gcn``, ``gat``, ``sage``: CSR kernels, the fast path) or
+``pyg:NAME``, any ``torch_geometric.nn`` convolution by class name (e.g. ``pyg:GINConv``), built
+square at width ``hidden`` with ``block_kwargs`` (a JSON object) as its extra constructor
+arguments; see :mod:`fixpt.models.kernels.pyg` for the defaults (GIN's MLP) and what is refused.
+
 The form sets five pieces, each of which can be set on its own to measure what it is worth:
 ``free_term``, ``dropout_at`` (any of ``input``, ``encoded``, ``loop``, ``decoder``), ``gat_heads``
 (``concat`` or ``mean``), ``init`` (``default`` or ``xavier``) and ``tol``; see :data:`FORMS`.
@@ -34,6 +39,7 @@ The form sets five pieces, each of which can be set on its own to measure what i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import torch
@@ -45,7 +51,8 @@ from ..views import FIXED_POINT_VIEW
 from .widths import GraphWidth
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
-from .blocks import BACKBONES, block_lipschitz_bound, make_block
+from .blocks import BACKBONES, block_lipschitz_bound, is_pyg, make_block
+from .kernels.pyg import build_conv
 from . import kernels
 from .dropout import Dropout, InputLinear
 
@@ -59,7 +66,10 @@ FORMS = {
 
 @dataclass
 class PIGNConfig(GraphWidth):
-    backbone: str = field(default="gcn", metadata={"choices": BACKBONES, "help": "GNN block iterated"})
+    backbone: str = field(default="gcn", metadata={"help": f"GNN block iterated: {', '.join(BACKBONES)} (fixpt's fast kernels) or pyg:NAME, "
+                                                   "any torch_geometric.nn convolution by class name (e.g. pyg:GINConv; torch-geometric's own, slower)"})
+    block_kwargs: str = field(default="", metadata={"help": "pyg: backbones: extra constructor arguments as a JSON object, e.g. '{\"eps\": 0.1, \"train_eps\": true}' "
+                                                    "(in a preset, a mapping); widths are set to hidden and GIN's nn defaults to an MLP"})
     form: str = field(default="fixed-point", metadata={"choices": tuple(FORMS), "help": "fixed-point (z = T(z) + f, solved to tol) or paper (Algorithm 1: n damped steps, no free term, dropout in the loop)"})
     hidden: int = field(default=64, metadata={"min": 1, "help": "width of z"})
     heads: int = field(default=8, metadata={"min": 1, "help": "attention heads (gat)"})
@@ -90,15 +100,52 @@ class PIGNConfig(GraphWidth):
                              f"{', '.join(DROPOUT_SITES)} (or an empty string for none)")
         return sites
 
+    def block_arguments(self) -> dict:
+        """``block_kwargs`` parsed: a JSON object (YAML flow syntax accepted, which is what a preset's mapping becomes)."""
+        text = self.block_kwargs.strip()
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError:
+            import yaml
+
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                value = None
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise FixptError(f"block_kwargs must be a JSON object of constructor arguments, e.g. '{{\"eps\": 0.1}}'; got {text[:80]!r}")
+        return value
+
+    def random_step(self) -> bool:
+        """Whether the step draws random numbers in training (attention dropout, dropout in the loop), so that it has no fixed point."""
+        conv_dropout = self.block_arguments().get("dropout", 0) if is_pyg(self.backbone) else 0
+        return ((self.backbone == "gat" and self.attn_dropout > 0) or ("loop" in self.dropout_sites() and self.dropout > 0)
+                or (isinstance(conv_dropout, (int, float)) and conv_dropout > 0))
+
+    def validate_backbone(self) -> None:
+        """A pyg: backbone is built once on a 3-node graph, so a bad name or argument fails here, before any data is read."""
+        if is_pyg(self.backbone):
+            with torch.random.fork_rng(devices=[]):  # validating draws nothing from the run's random stream
+                build_conv(self.backbone.removeprefix("pyg:"), self.hidden, self.block_arguments())
+        elif self.backbone not in BACKBONES:
+            raise FixptError(f"unknown backbone {self.backbone!r}; use one of {', '.join(BACKBONES)}, or pyg:NAME for a "
+                             "torch_geometric.nn convolution (e.g. pyg:GINConv)")
+        elif self.block_arguments():
+            raise FixptError(f"block_kwargs configure pyg: backbones only; backbone {self.backbone!r} takes none (leave it empty)")
+
     def validate(self) -> None:
-        if self.contractive and not 0 < self.gamma < 1:
-            raise FixptError(f"gamma={self.gamma} must lie in (0, 1) for a contraction")
-        random_step = (self.backbone == "gat" and self.attn_dropout > 0) or ("loop" in self.dropout_sites() and self.dropout > 0)
-        if random_step and self.grad != "unroll":
-            raise FixptError(f"grad={self.grad!r} needs a deterministic operator, but dropout inside the loop (attn_dropout with gat, "
-                             "or 'loop' in dropout_at) draws a new operator every step, which has no fixed point: use --grad unroll")
         if self.max_iter < 1 or self.hidden < 1:
             raise FixptError("max_iter and hidden must be >= 1")
+        self.validate_backbone()
+        if self.contractive and is_pyg(self.backbone):
+            raise FixptError(f"--contractive needs backbone gcn or sage: fixpt cannot normalise {self.backbone} to a proven Lipschitz bound")
+        if self.contractive and not 0 < self.gamma < 1:
+            raise FixptError(f"gamma={self.gamma} must lie in (0, 1) for a contraction")
+        if self.random_step() and self.grad != "unroll":
+            raise FixptError(f"grad={self.grad!r} needs a deterministic operator, but dropout inside the loop (attn_dropout with gat, "
+                             "'loop' in dropout_at, or a pyg conv's dropout) draws a new operator every step, which has no fixed point: use --grad unroll")
         if self.piece("tol") < 0:
             raise FixptError(f"tol={self.tol} must be >= 0 (0: always run max_iter iterations)")
         if self.backbone == "gat" and self.piece("gat_heads") == "concat" and self.hidden % self.heads:
@@ -120,7 +167,8 @@ class PIGN(IterativeModel):
         self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=p["input"], backend=backend), nn.ReLU(),
                                      Dropout(p["encoded"], backend))
         self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, contractive=cfg.contractive, gamma=cfg.gamma,
-                                attn_dropout=cfg.attn_dropout, concat_heads=cfg.piece("gat_heads") == "concat", backend=backend)
+                                attn_dropout=cfg.attn_dropout, concat_heads=cfg.piece("gat_heads") == "concat", backend=backend,
+                                block_kwargs=cfg.block_arguments())
         self.loop_drop = Dropout(p["loop"], backend)
         self.decoder = nn.Sequential(Dropout(p["decoder"], backend), nn.Linear(cfg.hidden, out_dim))
         self.graphs = kernels.GraphCache(self.block.graph_needs, backend)

@@ -19,6 +19,7 @@ from .csr import PROPAGATIONS, SparseMatrix, propagation_matrix, sparse_features
 from .gat import AttentionGraph
 
 NEEDS = (*PROPAGATIONS, "attention")  # what a block may ask of a Graph
+EDGE_FEATURES = ("edge_weight", "edge_attr")  # what a Graph keeps of its data's edges
 
 
 class Graph:
@@ -31,15 +32,18 @@ class Graph:
             :class:`~fixpt.models.kernels.csr.SparseMatrix` when sparse enough (bag-of-words).
         needs: propagation kinds (``gcn``, ``mean``, ``sym``) and ``attention``, built now.
         backend: ``fast`` or ``reference``; the reference backend needs nothing built.
+        edge_features: the graph's ``edge_weight`` (E,) and ``edge_attr`` (E, D) where it has them, for
+            torch-geometric convolutions that take them (:class:`~fixpt.models.kernels.pyg.PyGConv`).
     """
 
     def __init__(self, edge_index: Tensor, num_nodes: int, x: Tensor | None = None, *,
-                 needs: Iterable[str] = (), backend: str = "fast"):
+                 needs: Iterable[str] = (), backend: str = "fast", edge_features: dict[str, Tensor | None] | None = None):
         needs = frozenset(needs)
         unknown = sorted(needs - set(NEEDS))
         if unknown:
             raise FixptError(f"unknown graph constants {unknown}; valid: {', '.join(NEEDS)}")
         self.edge_index, self.num_nodes, self.backend, self.needs = edge_index, num_nodes, backend, needs
+        self.edge_features = {k: v for k, v in (edge_features or {}).items() if v is not None}
         fast = backend == "fast"
         sparse = sparse_features(x) if fast and x is not None else None
         self.x: Tensor | SparseMatrix | None = x if sparse is None else sparse
@@ -75,7 +79,8 @@ class GraphCache:
         for ei, xx, v, graph in self._entries:
             if ei is edge_index and xx is x and v == versions:
                 return graph
-        graph = Graph(edge_index, data.num_nodes, x, needs=self.needs, backend=self.backend)
+        features = {k: getattr(data, k, None) for k in EDGE_FEATURES}
+        graph = Graph(edge_index, data.num_nodes, x, needs=self.needs, backend=self.backend, edge_features=features)
         others = [e for e in self._entries if not (e[0] is edge_index and e[1] is x)]  # a stale version goes
         self._entries = others[len(others) - self.size + 1:] + [(edge_index, x, versions, graph)]
         return graph
