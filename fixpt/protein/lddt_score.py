@@ -99,14 +99,14 @@ def resolve_symmetric_atoms(model_xyz, i, j, dr, symmetric, pairs) -> tuple[np.n
     n = len(model_xyz)
     swap_to = np.arange(n)
     swap_to[a], swap_to[b] = b, a
-    # each pair of one symmetric and one non-symmetric atom, the symmetric atom first
-    one = symmetric[i] != symmetric[j]
-    s = np.where(symmetric[i], i, j)[one]
-    o = np.where(symmetric[i], j, i)[one]
+    owner = np.full(n, -1)  # the residue of each swappable atom
+    owner[a] = owner[b] = group
+    # each pair of a swappable atom and a non-symmetric one, the swappable atom first
+    s, o = np.where(symmetric[i], i, j), np.where(symmetric[i], j, i)
+    one = (symmetric[i] != symmetric[j]) & (owner[s] >= 0)
+    s, o = s[one], o[one]
     as_is = preserved_counts(np.linalg.norm(model_xyz[s] - model_xyz[o], axis=1), dr[one])
     swapped = preserved_counts(np.linalg.norm(model_xyz[swap_to[s]] - model_xyz[o], axis=1), dr[one])
-    owner = np.full(n, -1)
-    owner[a] = owner[b] = group
     residues = np.unique(group)
     slot = np.searchsorted(residues, owner[s])
     gain = np.bincount(slot, swapped - as_is, minlength=len(residues))
