@@ -355,9 +355,9 @@ def recycle_sweep(root):
 def test_recycle_layout_in_every_format(tmp_path):
     d = recycle_sweep(tmp_path)
     md = run("report", d).stdout.splitlines()
-    assert md[0] == ("| target | trajectories | GDT-TS r0 | GDT-TS last | CA-RMSD r0 (A) | CA-RMSD last (A) | TM last | lDDT last "
-                     "| pLDDT last | last residual ratio | flagged |")
-    assert md[2] == ("| 1AKI | 2 | 50.50 ± 0.71 | 91.00 ± 0.00 | 4.00 ± 0.00 | 1.50 ± 0.71 | 0.90 ± 0.00 | 80.00 ± 0.00 | - "
+    assert md[0] == ("| target | trajectories | GDT-TS r0 | GDT-TS last | CA-RMSD r0 (A) | CA-RMSD last (A) | TM fixed-match last "
+                     "| TM-align last | lDDT no-stereochecks last | pLDDT last | last residual ratio | flagged |")
+    assert md[2] == ("| 1AKI | 2 | 50.50 ± 0.71 | 91.00 ± 0.00 | 4.00 ± 0.00 | 1.50 ± 0.71 | 0.90 ± 0.00 | - | - | - "
                      "| 1.00 ± 0.71 | 1 of 2 |")
     assert md[3].startswith("| 1CRN | 1 | 50.00 ± 0.00 |")  # the recycle table shows the spread of one trajectory too
     assert md[-2:] == ["Flagged (not converging):", "- 1AKI: model 1 seed 0: not contracting"]
