@@ -5,22 +5,28 @@
 Public API: :func:`solve` (damped Picard / Anderson with unroll, last or implicit gradients),
 :func:`lipschitz`, :func:`spectral_radius`, :func:`contraction` and the Banach bounds, the model
 registry (:func:`register`, :func:`list_models`), and checkpoints.
+
+Each name is imported on first use (:mod:`fixpt.lazy`), so ``import fixpt`` (and ``fixpt --help``) does
+not import torch; ``fixpt.solve`` and ``fixpt.contraction`` are the functions, as their modules'
+names are taken by them.
 """
 
+import sys
+
+from .lazy import FunctionsOverModules, exports
 from .version import __version__
-from .checkpoint import load_checkpoint, save_checkpoint
-from .contraction import (
-    ContractionReport,
-    a_posteriori_bound,
-    a_priori_bound,
-    contraction,
-    empirical_ratio,
-    lipschitz,
-    spectral_radius,
-)
-from .errors import DivergenceError, FixptError
-from .registry import get_spec, list_models, register
-from .solve import Solution, solve
+
+_EXPORTS = {
+    **dict.fromkeys(["load_checkpoint", "save_checkpoint"], ".checkpoint"),
+    **dict.fromkeys(["ContractionReport", "a_posteriori_bound", "a_priori_bound", "contraction", "empirical_ratio", "lipschitz",
+                     "spectral_radius"], ".contraction"),
+    **dict.fromkeys(["DivergenceError", "FixptError"], ".errors"),
+    **dict.fromkeys(["get_spec", "list_models", "register"], ".registry"),
+    **dict.fromkeys(["Solution", "solve"], ".solve"),
+}
+__getattr__, __dir__ = exports(__name__, _EXPORTS)
+__function_names__ = ("solve", "contraction")
+sys.modules[__name__].__class__ = FunctionsOverModules
 
 __all__ = [
     "solve", "Solution", "lipschitz", "spectral_radius", "empirical_ratio", "contraction", "ContractionReport",

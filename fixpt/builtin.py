@@ -2,7 +2,7 @@
 and commands (:mod:`fixpt.registry`). The registry imports it by name (``FAMILY_MODULES``), so nothing
 else in fixpt depends on any family; a plugin appends its own module to ``fixpt.registry.FAMILY_MODULES``."""
 
-from .data import commands as data_commands  # noqa: F401  (`fixpt data navier-stokes`)
+from . import builtin_commands  # noqa: F401  (`fixpt data navier-stokes`, `fixpt recycle ...`)
 from .diffusion import family as diffusion_family  # noqa: F401
 from .diffusion import report as fig2_layout  # noqa: F401  (a report layout)
 from .models import anie, gnn, itergnn, pign, vit  # noqa: F401

@@ -11,7 +11,8 @@ A model family registers everything the commands need, so no command knows any f
   runner of one sweep point (``run_point``: train it, or run and score it);
 - ``register_layout``: a ``fixpt report`` layout;
 - ``register_commands``: a family's own commands (``fixpt data ...``, ``fixpt recycle ...``), added to
-  the CLI when it starts.
+  the CLI when it starts (from a module of :data:`COMMAND_MODULES`, which must import nothing heavy, or from
+  a plugin's family module).
 
 Every iterative model exposes the three pieces of the fixed-point view,
 
@@ -132,19 +133,39 @@ def register_commands(add: Callable[[Any], None]):
     return add
 
 
-FAMILY_MODULES = ["fixpt.builtin"]  # modules whose import registers model families; a plugin appends its own
+BUILTIN_FAMILIES = "fixpt.builtin"
+FAMILY_MODULES = [BUILTIN_FAMILIES]  # modules whose import registers model families; a plugin appends its own
+# modules whose import registers commands only, and imports nothing heavy (no torch): `fixpt --help` imports them
+# to list the commands without importing the families
+COMMAND_MODULES = ["fixpt.builtin_commands"]
 _loaded: set[str] = set()
+
+
+def _import_once(names: list[str]) -> None:
+    for name in names:
+        if name not in _loaded:
+            _loaded.add(name)
+            importlib.import_module(name)
+
+
+def _family_modules() -> list[str]:
+    extra = [m.strip() for m in os.environ.get("FIXPT_FAMILIES", "").split(",") if m.strip()]
+    return FAMILY_MODULES + [m for m in extra if m not in FAMILY_MODULES]
 
 
 def load_builtins() -> None:
     """Import every module of :data:`FAMILY_MODULES` once (:mod:`fixpt.builtin`: the built-in families), then
     those named in ``$FIXPT_FAMILIES`` (comma-separated; how a plugin reaches sweep worker processes too).
     By name, as plugins are found: the registry itself depends on no family."""
-    extra = [m.strip() for m in os.environ.get("FIXPT_FAMILIES", "").split(",") if m.strip()]
-    for name in FAMILY_MODULES + [m for m in extra if m not in FAMILY_MODULES]:
-        if name not in _loaded:
-            _loaded.add(name)
-            importlib.import_module(name)
+    _import_once(_family_modules())
+
+
+def load_commands() -> None:
+    """Register every family's commands without importing the built-in families: the modules of
+    :data:`COMMAND_MODULES` (light: the built-in families' commands import their libraries when they run), and
+    the plugin families (:data:`FAMILY_MODULES` after the built-in one, ``$FIXPT_FAMILIES``), whose commands may
+    be registered by the family module itself."""
+    _import_once(COMMAND_MODULES + [m for m in _family_modules() if m != BUILTIN_FAMILIES])
 
 
 def list_models(pattern: str = "*") -> list[str]:

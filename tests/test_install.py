@@ -45,3 +45,34 @@ def test_sweep_takes_a_builtin_preset_by_name(tmp_path):
     assert res.returncode == 0, res.stderr
     runs = json.loads(res.stdout)["runs"]
     assert [r["id"] for r in runs] == [r.id for r in load_preset(FOLDER / "table5.yaml").runs]
+
+
+HEAVY = ("torch", "torch_geometric", "diffusers", "timm", "gemmi", "matplotlib", "torchvision", "sklearn", "scipy")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], []])
+def test_the_program_starts_without_the_heavy_libraries(argv):
+    """``fixpt --help`` (which lists every family's commands) and ``--version`` run the real program in a fresh
+    interpreter; afterwards none of the heavy libraries is in ``sys.modules`` (torch alone takes 1-2 s to import)."""
+    code = ("import sys\n"
+            f"sys.argv = ['fixpt', *{argv!r}]\n"
+            "from fixpt.cli import main\n"
+            "try:\n"
+            "    main()\n"
+            "except SystemExit as e:\n"
+            "    assert e.code in (0, None, 2), e.code\n"  # no arguments: the help, exit code 2 (click's usage rule)
+            "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:])))\n")
+    res = subprocess.run([sys.executable, "-c", code, *HEAVY], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "LOADED []" in res.stdout, res.stdout[-500:]
+    if argv == ["--help"]:
+        for command in ("train", "iterate", "check-contraction", "sweep", "report", "data", "recycle"):
+            assert f" {command} " in res.stdout  # the families' commands are listed without importing them
+
+
+def test_the_deferred_commands_list_the_help_they_are_built_with():
+    """The root lists train / iterate / check-contraction by a placeholder; the built command has the same help."""
+    from fixpt.cli.root import DEFERRED
+
+    for d in DEFERRED:
+        assert d.build().help == d.placeholder().help == d.help

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..training.rundir import writable_folder
 from .console import err, user_errors
 
 
@@ -27,6 +26,7 @@ def report(
 ) -> None:
     """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold."""
     from ..report import make_report
+    from ..training.rundir import writable_folder
 
     if plot is not None:
         writable_folder(plot, "--plot")

@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import FixptError
-from ..training.rundir import writable_folder
 from .console import DeviceOpt, JsonOpt, err, out, print_json, user_errors
 
 
@@ -37,6 +36,7 @@ def sweep(
 ) -> None:
     """Expand a preset's grid and run every point; rerunning skips the complete runs. Exit 1 if any run failed."""
     from .. import sweep as sw
+    from ..training.rundir import writable_folder
 
     if workers < 1:
         raise FixptError(f"--workers {workers} must be >= 1")

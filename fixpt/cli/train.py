@@ -15,11 +15,9 @@ from rich.table import Table
 from ..config import from_dict
 from ..errors import FixptError
 from ..registry import get_spec, list_models
-from ..tasks import get_task
-from ..training.rundir import has_run, new_run_folder, writable_folder
 from .console import err, options_of, out, print_json, progress_bar, user_errors, with_signature
 
-train_app = typer.Typer(no_args_is_help=True, help="Train a registered model (one subcommand per model).")
+TRAIN_HELP = "Train a registered model (one subcommand per model)."
 
 
 def _data_options(tasks: dict) -> list[inspect.Parameter]:
@@ -59,6 +57,8 @@ def _configs(kw: dict, spec, task, data_defaults: dict) -> dict[str, dict]:
 def _run_folder(name: str, out: Path | None, resumed: str | None, overwrite: bool) -> Path:
     """Where the run writes, checked before any work: a resumed run's own folder, ``--out`` (not over an earlier
     run unless ``--overwrite``), or a new folder under ``runs/``."""
+    from ..training.rundir import has_run, new_run_folder, writable_folder
+
     if out is None and resumed:
         return writable_folder(resumed)
     if out is None:
@@ -80,7 +80,8 @@ def _show(name: str, task, cfgs: dict, metrics: dict, out_dir: Path) -> None:
     out.print(f"wrote {out_dir / 'ckpt.pt'} and {out_dir / 'metrics.json'}", markup=False)
 
 
-def make_train_command(name: str) -> None:
+def make_train_command(name: str, train_app: typer.Typer) -> None:
+    from ..tasks import get_task
     from ..train import train
 
     spec = get_spec(name)
@@ -125,7 +126,12 @@ def make_train_command(name: str) -> None:
 
 
 def add_train_commands(app: typer.Typer) -> None:
+    """``fixpt train``, a new group of one command per model registered now (the families are imported here,
+    not when the module is: ``fixpt --help`` lists this group without them)."""
+    from ..tasks import get_task
+
+    train_app = typer.Typer(no_args_is_help=True, help=TRAIN_HELP)
     for name in list_models():
         if get_task(get_spec(name).task).trains:
-            make_train_command(name)
+            make_train_command(name, train_app)
     app.add_typer(train_app, name="train")

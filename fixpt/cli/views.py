@@ -13,11 +13,9 @@ from typing import Callable
 
 import typer
 
-from ..checkpoint import load_checkpoint
 from ..config import from_dict
 from ..errors import FixptError
 from ..registry import get_spec, list_models
-from ..training.build import load_trained
 from .console import err, option_of, out, print_json, progress_bar, render_table, user_errors, with_signature
 
 
@@ -62,6 +60,8 @@ def _union(verb: Verb) -> tuple[list[inspect.Parameter], dict]:
 
 def _view_and_options(ckpt: Path, verb: Verb, kw: dict, defaults: dict):
     """The checkpoint's contents, its model's view and the view's options; an option the view lacks is an error."""
+    from ..checkpoint import load_checkpoint
+
     checkpoint = load_checkpoint(ckpt)  # read once: it decides the view and builds the model
     spec = get_spec(checkpoint["model"])
     if spec.view is None:
@@ -102,6 +102,8 @@ def _command(verb: Verb, ckpt_help: str):
 
     @user_errors
     def command(ckpt: Path, **kw):
+        from ..training.build import load_trained
+
         checkpoint, view, opts = _view_and_options(ckpt, verb, kw, defaults)
         verb.check(view, opts)
         trained = load_trained(ckpt, kw["device"], checkpoint, data_root=kw["data_root"])
@@ -116,11 +118,15 @@ def _command(verb: Verb, ckpt_help: str):
     return with_signature(command, params)
 
 
+ITERATE_HELP = ("Rerun a trained operator and watch it converge: residual and score at every iteration k "
+                "(diffusion models: samples with each number of denoising steps, from the same noise).")
+CONTRACTION_HELP = ("Is the trained operator a contraction? Local ||J_P||_2, spectral radius, pair ratios and a certified bound "
+                    "(diffusion models: ||d x_(t-1) / d x_t||_2 of the reverse step at the timesteps --t).")
+
+
 def add_view_commands(app: typer.Typer) -> None:
+    """``iterate`` and ``check-contraction``, their options from the views registered now (the families are
+    imported here, not when the module is)."""
     ckpt_help = "ckpt.pt written by fixpt train"
-    app.command("iterate", help="Rerun a trained operator and watch it converge: residual and score at every iteration k "
-                "(diffusion models: samples with each number of denoising steps, from the same noise).")(
-        _command(ITERATE, ckpt_help))
-    app.command("check-contraction", help="Is the trained operator a contraction? Local ||J_P||_2, spectral radius, pair ratios "
-                "and a certified bound (diffusion models: ||d x_(t-1) / d x_t||_2 of the reverse step at the timesteps --t).")(
-        _command(CONTRACTION, ckpt_help))
+    app.command("iterate", help=ITERATE_HELP)(_command(ITERATE, ckpt_help))
+    app.command("check-contraction", help=CONTRACTION_HELP)(_command(CONTRACTION, ckpt_help))

@@ -1,4 +1,5 @@
-"""``fixpt data ...``: generate the data sets that cannot be downloaded here (a command of the field family)."""
+"""``fixpt data ...``: generate the data sets that cannot be downloaded here (a command of the field family).
+Light at import (torch and the generators are imported inside the command): ``fixpt --help`` imports it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from ..cli.console import DeviceOpt, JsonOpt, err, out, print_json, user_errors
 from ..errors import FixptError
 from ..registry import register_commands
-from ..training.rundir import writable_folder
 
 data_app = typer.Typer(no_args_is_help=True, help="Generate data sets (written once, reused when the same options come again).")
 register_commands(lambda app: app.add_typer(data_app, name="data"))
@@ -39,6 +39,7 @@ def navier_stokes(
     from ..config import from_dict
     from ..device import resolve_device
     from .navier_stokes import SIZES, NavierStokesConfig, dataset_path, generate, load_dataset
+    from ..training.rundir import writable_folder
     from .planetoid import cache_dir
 
     if size not in SIZES:

@@ -1,4 +1,5 @@
-"""``fixpt recycle run`` and ``fixpt recycle score``: AlphaFold recycles as a Picard iteration."""
+"""``fixpt recycle run`` and ``fixpt recycle score``: AlphaFold recycles as a Picard iteration. Light at import
+(the runner and the scores are imported inside the commands): ``fixpt --help`` imports it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from rich.table import Table
 from ..cli.console import JsonOpt, err, out, print_json, user_errors
 from ..errors import FixptError
 from ..registry import register_commands
-from ..training.rundir import writable_folder
 
 recycle_app = typer.Typer(no_args_is_help=True, help="AlphaFold recycling: run ColabFold with every recycle saved, and score the recycles.")
 register_commands(lambda app: app.add_typer(recycle_app, name="recycle"))
@@ -37,6 +37,7 @@ def run(
 ) -> None:
     """Predict every target with every recycle saved (resumable: finished targets are skipped)."""
     from ..config import from_dict
+    from ..training.rundir import writable_folder
     from .runner import RecycleRunConfig, link_precomputed, read_fasta, run_colabfold
 
     targets = [name for name, _ in read_fasta(fasta)]
