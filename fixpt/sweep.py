@@ -290,6 +290,12 @@ def status(out: Path, run: Run) -> str:
     return run_dir(out, run).status()
 
 
+def sweep_id(out: Path, sweep: Sweep) -> str:
+    """The sweep's id, which its tracked runs are tagged with: its name and a hash of its folder, so every
+    invocation into one folder (a rerun, a second machine) gives the same id."""
+    return f"{sweep.name}-{hashlib.sha1(str(Path(out).resolve()).encode()).hexdigest()[:8]}"
+
+
 def write_index(out: Path, sweep: Sweep, preset: str) -> None:
     """``index.json``: every run ever planned into ``out`` (earlier invocations' runs are kept)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -302,7 +308,7 @@ def write_index(out: Path, sweep: Sweep, preset: str) -> None:
         except (json.JSONDecodeError, KeyError, TypeError):
             raise FixptError(f"{index_path} is damaged; move it away (the run directories are intact) and rerun") from None
     runs.update({r.id: r.as_dict() for r in sweep.runs})
-    write_json(index_path, {"preset": preset, "name": sweep.name, "report": sweep.report,
+    write_json(index_path, {"preset": preset, "name": sweep.name, "sweep_id": sweep_id(out, sweep), "report": sweep.report,
                              "varying": sweep.varying, "runs": list(runs.values())})
 
 
@@ -327,9 +333,18 @@ def _failed(run: Run, d: RunDir, e: BaseException, seconds: float, tb: str | Non
     return {"id": run.id, "status": "failed", "error": d.write_error(e, tb), "seconds": seconds}
 
 
-def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
+def run_tracker(tracker, grid: tuple[str, ...], run: Run):
+    """The sweep's tracker spec tagged for ``run``: its id and its values of the grid keys ``grid`` (and seed)."""
+    if tracker is None:
+        return None
+    values = {"model": run.model, **run.params}
+    return tracker.with_tags(run_id=run.id, **{f"grid.{k}": values[k] for k in (*grid, "seed") if k in values})
+
+
+def execute(run: Run, out: Path, device: str, save_ckpt: bool, tracker=None, grid: tuple[str, ...] = ()) -> dict:
     """One run into its directory, by its task's runner (train it, or run and score it); never raises (a
-    failure is recorded in ``error.json``)."""
+    failure is recorded in ``error.json``). ``tracker``: the sweep's :class:`fixpt.tracking.TrackerSpec`
+    (None: none), tagged for the run with :func:`run_tracker`."""
     d = _prepare(run, out)
     if d is None:
         return _elsewhere(run)
@@ -337,7 +352,8 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
     try:
         spec = get_spec(run.model)
         c = run.configs
-        request = FitRequest(run.model, c["model_config"], c["data"], c["train"], d.path, device, None, save_ckpt)
+        request = FitRequest(run.model, c["model_config"], c["data"], c["train"], d.path, device, None, save_ckpt,
+                             run_tracker(tracker, grid, run))
         metrics = get_task(c.get("task", spec.task)).run_point(spec, request)
         return {"id": run.id, "status": "done", "metrics": metrics, "seconds": time.perf_counter() - start}
     except Exception as e:  # noqa: BLE001 - any failure (divergence, OOM, bad data) is recorded, the sweep goes on
@@ -346,23 +362,24 @@ def execute(run: Run, out: Path, device: str, save_ckpt: bool) -> dict:
         d.release()
 
 
-def execute_job(job: list[Run], out: Path, device: str, save_ckpt: bool) -> list[dict]:
+def execute_job(job: list[Run], out: Path, device: str, save_ckpt: bool, tracker=None, grid: tuple[str, ...] = ()) -> list[dict]:
     """Train a job: one run, or the seeds of one configuration as one seed batch (:mod:`fixpt.seed_batch`),
     each into its own directory; never raises. A seed that fails (e.g. its loss became NaN) fails alone."""
     if len(job) == 1:
-        return [execute(job[0], out, device, save_ckpt)]
+        return [execute(job[0], out, device, save_ckpt, tracker, grid)]
     dirs = [_prepare(run, out) for run in job]
     mine = [(run, d) for run, d in zip(job, dirs) if d is not None]
     results = {run.id: _elsewhere(run) for run, d in zip(job, dirs) if d is None}
     if mine:
-        results.update(_train_batch([r for r, _ in mine], [d for _, d in mine], device, save_ckpt))
+        runs = [r for r, _ in mine]
+        results.update(_train_batch(runs, [d for _, d in mine], device, save_ckpt, [run_tracker(tracker, grid, r) for r in runs]))
     for d in dirs:
         if d is not None:
             d.release()
     return [results[run.id] for run in job]
 
 
-def _train_batch(job: list[Run], dirs: list[RunDir], device: str, save_ckpt: bool) -> dict[str, dict]:
+def _train_batch(job: list[Run], dirs: list[RunDir], device: str, save_ckpt: bool, trackers: list) -> dict[str, dict]:
     """The seeds of ``job`` as one seed batch into their claimed folders; every run's result by id."""
     from .seed_batch import train_seeds
 
@@ -371,7 +388,7 @@ def _train_batch(job: list[Run], dirs: list[RunDir], device: str, save_ckpt: boo
     try:
         results = train_seeds(first.model, first.configs["model_config"], first.configs["data"], first.configs["train"],
                               [r.configs["train"]["seed"] for r in job], outs=[d.path for d in dirs], device=device, save_ckpt=save_ckpt,
-                              task=first.configs.get("task"))
+                              task=first.configs.get("task"), trackers=trackers)
     except Exception as e:  # noqa: BLE001 - the whole batch failed (bad data, OOM): every run records it
         tb = traceback.format_exc()
         return {run.id: _failed(run, d, e, time.perf_counter() - start, tb) for run, d in zip(job, dirs)}
@@ -411,10 +428,12 @@ EXECUTORS = ("local", "ray")
 def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1, save_ckpt: bool = True,
               seed_batch: int = 1, on_start: Callable[[Run], None] | None = None,
               on_done: Callable[[Run, dict], None] | None = None, executor: str = "local",
-              ray_address: str | None = None, cpus_per_run: int = 1) -> dict:
+              ray_address: str | None = None, cpus_per_run: int = 1, tracker=None) -> dict:
     """Run every pending run of ``sweep`` into ``out``; return counts of finished, skipped and failed runs.
     ``seed_batch > 1`` trains up to that many seeds of one configuration together (:func:`plan_jobs`);
-    ``executor="ray"`` runs each job as a Ray task (:mod:`fixpt.ray_executor`), ``local`` on ``workers`` processes."""
+    ``executor="ray"`` runs each job as a Ray task (:mod:`fixpt.ray_executor`), ``local`` on ``workers`` processes.
+    ``tracker`` (a checked :class:`fixpt.tracking.TrackerSpec`) logs each run, tagged with the sweep's id
+    (:func:`sweep_id`), its run id and its grid values; both executors hand it to the process that trains."""
     if executor not in EXECUTORS:
         raise FixptError(f"unknown executor {executor!r}; use {' or '.join(EXECUTORS)}")
     todo = [r for r in sweep.runs if status(out, r) != "done"]
@@ -441,7 +460,10 @@ def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1
         return [_failed(run, run_dir(out, run), RuntimeError(why), 0.0, "") for run in job]
 
     jobs = plan_jobs(todo, seed_batch)
-    work = functools.partial(execute_job, out=out, device=device, save_ckpt=save_ckpt)  # one job -> its runs' results
+    if tracker is not None:
+        tracker = tracker.with_tags(sweep=sweep.name, sweep_id=sweep_id(out, sweep))
+    grid = tuple(sweep.varying)
+    work = functools.partial(execute_job, out=out, device=device, save_ckpt=save_ckpt, tracker=tracker, grid=grid)  # a job -> its results
     if executor == "ray":
         from .ray_executor import RayPool
 
@@ -449,7 +471,7 @@ def run_sweep(sweep: Sweep, out: Path, *, device: str = "auto", workers: int = 1
     elif workers <= 1:
         for job in jobs:
             start(job)
-            finish(job, execute_job(job, out, device, save_ckpt))
+            finish(job, work(job))
     else:
         pool = WorkerPool(workers, work, start, finish, died, _gpu_queue(device, workers))
         pool.run(jobs)

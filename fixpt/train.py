@@ -25,12 +25,15 @@ __all__ = ["train", "build", "load_trained", "fit_hidden", "evaluate", "finish_r
 
 def train(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: str | Path | None = None,
           device: str = "auto", on_epoch: Callable[[int, dict], None] | None = None, save_ckpt: bool = True,
-          task: str | None = None) -> dict:
+          task: str | None = None, tracker=None) -> dict:
     """Train model ``name`` on ``task`` (None: its default); write ``out/ckpt.pt`` (unless ``save_ckpt`` is False)
     and then ``out/metrics.json`` (each atomically, metrics last: a run with ``metrics.json`` is complete) and
-    return the metrics. ``on_epoch(epoch, evaluation)`` is called after every epoch (or logging step)."""
+    return the metrics. ``on_epoch(epoch, evaluation)`` is called after every epoch (or logging step), each of
+    which is also a row of ``out/history.csv``; ``tracker`` (a :class:`fixpt.tracking.TrackerSpec`) sends the
+    run to TensorBoard or MLflow."""
     spec = get_spec(name)
-    request = FitRequest(name, model_cfg, data_cfg, train_cfg, Path(out) if out is not None else None, device, on_epoch, save_ckpt)
+    request = FitRequest(name, model_cfg, data_cfg, train_cfg, Path(out) if out is not None else None, device, on_epoch, save_ckpt,
+                         tracker)
     return get_task(spec.task_for(task)).fit(spec, request)
 
 

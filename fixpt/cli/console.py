@@ -27,6 +27,28 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when presen
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 
 
+TRACKER_HELP = ("none, tensorboard or mlflow: send each run's configs, per-epoch metrics, final metrics and checkpoint "
+                "there (pip install 'fixpt[tensorboard]' or 'fixpt[mlflow]'); history.csv is written in any case")
+TRACKER_URI_HELP = ("tensorboard: the folder for the runs' event files (default: tensorboard/ in each run folder); "
+                    "mlflow: the tracking URI (default: $MLFLOW_TRACKING_URI, else MLflow's own)")
+TrackerOpt = Annotated[str, typer.Option("--tracker", help=TRACKER_HELP)]
+TrackerUriOpt = Annotated[str, typer.Option("--tracker-uri", help=TRACKER_URI_HELP)]
+
+
+def tracker_options() -> list[inspect.Parameter]:
+    """``--tracker`` and ``--tracker-uri`` as keyword-only parameters (for commands built from a signature)."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [inspect.Parameter("tracker", kw, annotation=str, default=typer.Option("none", "--tracker", help=TRACKER_HELP)),
+            inspect.Parameter("tracker_uri", kw, annotation=str, default=typer.Option("", "--tracker-uri", help=TRACKER_URI_HELP))]
+
+
+def tracker_spec(kind: str, uri: str, experiment: str):
+    """The checked :class:`fixpt.tracking.TrackerSpec` (a missing library or store is a one-line error, before any work)."""
+    from ..tracking import TrackerSpec
+
+    return TrackerSpec(kind, uri, experiment).check()
+
+
 def _finite_or_null(value):
     """JSON has no inf or NaN: report them as null so strict parsers (jq, JSON.parse) accept the output."""
     if isinstance(value, float) and not math.isfinite(value):

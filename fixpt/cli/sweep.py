@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import FixptError
-from .console import DeviceOpt, JsonOpt, err, out, print_json, user_errors
+from .console import DeviceOpt, JsonOpt, TrackerOpt, TrackerUriOpt, err, out, print_json, tracker_spec, user_errors
 
 
 @user_errors
@@ -32,6 +32,8 @@ def sweep(
     device: DeviceOpt = "auto",
     no_ckpt: Annotated[bool, typer.Option("--no-ckpt", help="do not keep each run's ckpt.pt")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the table of runs and their status, then exit")] = False,
+    tracker: TrackerOpt = "none",
+    tracker_uri: TrackerUriOpt = "",
     json_: JsonOpt = False,
 ) -> None:
     """Expand a preset's grid and run every point; rerunning skips the complete runs. Exit 1 if any run failed."""
@@ -50,12 +52,13 @@ def sweep(
     if dry_run:
         return _show_plan(plan, out_dir, labels, json_)
     writable_folder(out_dir)
+    spec = tracker_spec(tracker, tracker_uri, plan.name) if tracker != "none" else None  # checked before any run
     sw.write_index(out_dir, plan, str(preset))
     skipped = sum(1 for r in plan.runs if sw.status(out_dir, r) == "done")
     with _SweepProgress(plan, labels, skipped) as live:
         counts = sw.run_sweep(plan, out_dir, device=device, workers=workers, save_ckpt=not no_ckpt, seed_batch=seed_batch,
                               on_start=live.on_start, on_done=live.on_done, executor=executor, ray_address=ray_address,
-                              cpus_per_run=cpus_per_run)
+                              cpus_per_run=cpus_per_run, tracker=spec)
     _summarise(plan, out_dir, labels, counts, json_)
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from ..config import from_dict
 from ..errors import FixptError
 from ..registry import get_spec, list_models
-from .console import err, options_of, out, print_json, progress_bar, user_errors, with_signature
+from .console import err, options_of, out, print_json, progress_bar, tracker_options, tracker_spec, user_errors, with_signature
 
 TRAIN_HELP = "Train a registered model (one subcommand per model)."
 
@@ -41,6 +41,7 @@ def _common_options(spec) -> list[inspect.Parameter]:
             False, "--overwrite", help="replace the run already in --out (without it, an existing run is an error)")),
         inspect.Parameter("device", kw, annotation=str, default=typer.Option("auto", "--device", help="auto, cpu or cuda")),
         inspect.Parameter("as_json", kw, annotation=bool, default=typer.Option(False, "--json", help="print the metrics as JSON on stdout")),
+        *tracker_options(),
     ]
 
 
@@ -104,6 +105,7 @@ def make_train_command(name: str, train_app: typer.Typer) -> None:
                                  (task.train_config, "train", "train config")):
             from_dict(cls, cfgs[group], what=what)  # every value checked before a folder is made or anything runs
         out_dir = _run_folder(name, kw["out_dir"], task.resumes_from(cfgs["train"]), kw["overwrite"])
+        tracker = tracker_spec(kw["tracker"], kw["tracker_uri"], "fixpt")  # a missing library: one line, before training
         main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
         # the bar is for people at a terminal; scripts (and --json) get clean stderr
         with progress_bar(enabled=err.is_terminal and not kw["as_json"] and main_process) as progress:
@@ -114,7 +116,7 @@ def make_train_command(name: str, train_app: typer.Typer) -> None:
                     f"{k.replace('_', ' ')} {v:.3f}" for k, v in ev.items() if k.startswith("val_") and k != "val_loss"))
 
             metrics = train(name, cfgs["model"], cfgs["data"], cfgs["train"], out=out_dir, device=kw["device"], on_epoch=on_epoch,
-                            task=task.name)
+                            task=task.name, tracker=tracker)
         if main_process and kw["as_json"]:
             print_json({**metrics, "out": str(out_dir)})
         elif main_process:

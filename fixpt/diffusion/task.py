@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from ..registry import register_task
 from ..tasks.base import FitRequest, InputSpec, Metric, Task
-from ..training.rundir import RunDir
 from .data import ImageGenerationDataConfig, load_images
-from .train_loop import STATE_FILE, DDPMTrainConfig, train_ddpm
+from .train_loop import DDPMTrainConfig, train_ddpm
 
 
 @register_task
@@ -29,15 +28,6 @@ class ImageGeneration(Task):
     def length(self, train: dict) -> int:
         return int(train["max_steps"])
 
-    def resumes_from(self, train: dict) -> str | None:
-        return train.get("resume") or None
-
     def fit(self, spec, request: FitRequest) -> dict:
         return train_ddpm(spec.name, request.model_config, request.data, request.train, out=request.out,
-                          device=request.device, on_epoch=request.on_epoch, save_ckpt=request.save_ckpt)
-
-    def run_point(self, spec, request: FitRequest) -> dict:
-        """A sweep point killed mid-way continues from its ``train_state.pt``."""
-        if (RunDir(request.out) / STATE_FILE).exists():
-            request.train = {**request.train, "resume": str(request.out)}
-        return self.fit(spec, request)
+                          device=request.device, on_epoch=request.on_epoch, save_ckpt=request.save_ckpt, tracker=request.tracker)

@@ -37,12 +37,13 @@ import torch.nn.functional as F
 from ..config import from_dict, to_dict
 from ..device import resolve_device
 from ..errors import DivergenceError, FixptError
+from ..tracking import NullTracker, RunLog, TrackerSpec, flatten
 from ..training.parts import autocast
-from ..training.rundir import RunDir
+from ..training.resume import STATE_FILE, read_state, resumed_configs, rng_states, set_rng_states
+from ..training.rundir import CKPT, RunDir
 from .data import ImageGenerationDataConfig, load_images
 from .model import DDPM, DDPMConfig
 
-STATE_FILE = "train_state.pt"
 STATE_FORMAT = "fixpt-ddpm-train-state"
 
 
@@ -141,68 +142,37 @@ def ema_update(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float
         torch._foreach_lerp_(ema, params, 1.0 - decay)
 
 
-def _rng_states() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def _set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    random.setstate(tuple(s if not isinstance(s, list) else tuple(s) for s in states["python"]))
-    if states.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def read_state(folder: str | Path) -> dict:
-    """``train_state.pt`` of a run folder; every failure is one line naming the fix."""
-    path = Path(folder) / STATE_FILE
-    if not path.exists():
-        raise FixptError(f"--resume {folder}: no {STATE_FILE} there; resume a folder written by `fixpt train ddpm` "
-                         "(it appears after the first --ckpt-every steps)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a damaged archive fails in many ways
-        raise FixptError(f"{path} is not readable ({type(e).__name__}); it is damaged: start the run again") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise FixptError(f"{path} is not a fixpt DDPM training state; pass the folder of a `fixpt train ddpm` run")
-    return state
-
-
 def _resumed_configs(state: dict, model_cfg: dict, data_cfg: dict, train_cfg: dict) -> tuple[dict, dict, dict]:
-    """The stored configs; an option given now that differs from both its default and the stored
-    value is an error (max_steps may grow: that continues a run for longer)."""
-    given = {"model": (model_cfg, DDPMConfig()), "data": (data_cfg, ImageGenerationDataConfig()), "train": (train_cfg, DDPMTrainConfig())}
-    for section, (values, default) in given.items():
-        stored = state[section]
-        for key, value in values.items():
-            if key in ("resume", "max_steps") or key not in stored:
-                continue
-            if value != getattr(default, key) and value != stored[key]:
-                raise FixptError(f"--{key.replace('_', '-')} {value} conflicts with the run being resumed ({key}={stored[key]}); "
-                                 "drop the option to continue that run, or train a new one")
-    train = {**state["train"], "resume": train_cfg.get("resume", "")}
-    if train_cfg.get("max_steps", DDPMTrainConfig.max_steps) != DDPMTrainConfig.max_steps:
-        train["max_steps"] = train_cfg["max_steps"]
-    return state["model"], state["data"], train
+    """The stored configs (:func:`fixpt.training.resume.resumed_configs`; max_steps may grow)."""
+    given = {"model": (model_cfg, to_dict(DDPMConfig())), "data": (data_cfg, to_dict(ImageGenerationDataConfig())),
+             "train": (train_cfg, to_dict(DDPMTrainConfig()))}
+    cfgs = resumed_configs(state, given, "max_steps")
+    return cfgs["model"], cfgs["data"], cfgs["train"]
 
 
 def train_ddpm(name: str, model_cfg: dict, data_cfg: dict, train_cfg: dict, *, out: str | Path | None = None,
-               device: str = "auto", on_epoch: Callable[[int, dict], None] | None = None, save_ckpt: bool = True) -> dict:
-    """Train (or, with ``resume``, continue) a DDPM; write ``train_state.pt`` every ``ckpt_every`` steps,
-    then ``ckpt.pt`` (EMA weights), ``samples.png`` and ``metrics.json`` (last). Returns the metrics."""
+               device: str = "auto", on_epoch: Callable[[int, dict], None] | None = None, save_ckpt: bool = True,
+               tracker: TrackerSpec | None = None) -> dict:
+    """Train (or, with ``resume``, continue) a DDPM; write ``train_state.pt`` every ``ckpt_every`` steps and a
+    ``history.csv`` row (and a tracker entry) every ``log_every`` steps, then ``ckpt.pt`` (EMA weights),
+    ``samples.png`` and ``metrics.json`` (last). Returns the metrics."""
     state = None
     if train_cfg.get("resume", ""):
-        state = read_state(train_cfg["resume"])
+        state = read_state(train_cfg["resume"], STATE_FORMAT, "fixpt train ddpm")
         model_cfg, data_cfg, train_cfg = _resumed_configs(state, model_cfg, data_cfg, train_cfg)
         out = out or train_cfg["resume"]
     run = _DDPMRun(name, model_cfg, data_cfg, train_cfg, RunDir(out), device)
+    run.log = RunLog.open(run.folder if run.dist.main else RunDir(None), tracker if run.dist.main else None, name, "step")
     if state is not None:
         run.restore(state)
     start = time.perf_counter()
-    run.steps(on_epoch)
-    if run.step % run.tcfg.ckpt_every:
-        run.write_state()
-    metrics = run.finish(time.perf_counter() - start, save_ckpt)
+    with run.log:
+        run.log.start(flatten({"model": to_dict(run.mcfg), "data": to_dict(run.dcfg), "train": to_dict(run.tcfg)}),
+                      {"model": name, "task": "image-generation"}, *((run.history(state), state.get("tracker", "")) if state else ()))
+        run.steps(on_epoch)
+        if run.step % run.tcfg.ckpt_every:
+            run.write_state()
+        metrics = run.finish(time.perf_counter() - start, save_ckpt)
     if run.dist.world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -238,6 +208,7 @@ class _DDPMRun:
         self.order = BatchOrder(len(self.data.train), tcfg.batch_size, self.gen)
         self.losses: list[float] = []
         self.step = 0
+        self.log = RunLog(RunDir(None), NullTracker(), "step")  # history.csv and the tracker: set by train_ddpm
 
     def restore(self, state: dict) -> None:
         self.model.unet.load_state_dict(state["model_state"])
@@ -249,7 +220,14 @@ class _DDPMRun:
         self.order.load_state_dict(state["order"])
         self.losses = state["losses"].tolist()
         self.step = int(state["step"])
-        _set_rng_states(state["rng"])
+        set_rng_states(state["rng"])
+
+    def history(self, state: dict) -> list[dict]:
+        """The ``history.csv`` rows as of a saved state (a state from before history.csv: rebuilt from its losses)."""
+        if "history" in state:
+            return state["history"]
+        size = self.tcfg.log_every
+        return [{"step": s, "train_loss": sum(self.losses[s - size:s]) / size} for s in range(size, self.step + 1, size)]
 
     def write_state(self) -> None:
         if self.folder.path is None or not self.dist.main:
@@ -259,7 +237,8 @@ class _DDPMRun:
                    "model_state": {k: v.detach().cpu() for k, v in self.model.unet.state_dict().items()},
                    "ema_state": [e.detach().cpu() for e in self.ema], "optimizer": self.opt.state_dict(),
                    "lr_schedule": self.schedule.state_dict(), "generator": self.gen.get_state(), "order": self.order.state_dict(),
-                   "losses": torch.tensor(self.losses, dtype=torch.float64), "rng": _rng_states()}
+                   "losses": torch.tensor(self.losses, dtype=torch.float64), "rng": rng_states(),
+                   "history": self.log.rows, "tracker": self.log.ref}
         self.folder.write_state(STATE_FILE, payload)
 
     def _network(self):
@@ -300,11 +279,14 @@ class _DDPMRun:
                 where = self.folder / STATE_FILE if self.folder.path is not None else "no folder"
                 raise DivergenceError(f"the DDPM training loss became {value} at step {self.step}; lower --lr (the last good state is in {where})")
             self.losses.append(value)
+            logged = self.step % tcfg.log_every == 0 or self.step == tcfg.max_steps
+            if logged:  # the history row before the state that records it
+                window = self.losses[-tcfg.log_every:]
+                self.log.row(self.step, {"train_loss": sum(window) / len(window)})
             if self.step % tcfg.ckpt_every == 0:
                 self.write_state()
-            if on_epoch is not None and (self.step % tcfg.log_every == 0 or self.step == tcfg.max_steps):
-                window = self.losses[-tcfg.log_every:]
-                on_epoch(self.step, {"train_loss": sum(window) / len(window)})
+            if logged and on_epoch is not None:
+                on_epoch(self.step, {"train_loss": self.log.rows[-1]["train_loss"]})
 
     def finish(self, seconds: float, save_ckpt: bool) -> dict:
         from .metrics import evaluate_ddpm
@@ -324,6 +306,7 @@ class _DDPMRun:
                                          state_dict=ema_model.state_dict(), train=to_dict(self.tcfg), task="image-generation",
                                          metrics={k: v for k, v in metrics.items() if k != "loss_curve"})
         self.folder.write_metrics(metrics)
+        self.log.finish({k: v for k, v in metrics.items() if k != "loss_curve"}, self.folder / CKPT if save_ckpt and self.folder.path else None)
         return metrics
 
 

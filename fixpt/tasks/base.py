@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config import field_names
 from ..training.config import TrainConfig
 from ..training.loop import fit_epochs
+from ..training.rundir import STATE
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class FitRequest:
     device: str = "auto"
     on_epoch: Callable[[int, dict], None] | None = None
     save_ckpt: bool = True
+    tracker: Any = None  # a fixpt.tracking.TrackerSpec (None: no tracker)
 
 
 class Task:
@@ -87,12 +90,15 @@ class Task:
         return int(train["epochs"])
 
     def resumes_from(self, train: dict) -> str | None:
-        """The folder a run continues from (None: a fresh run)."""
-        return None
+        """The folder a run continues from (None: a fresh run): the train config's ``resume``."""
+        return train.get("resume") or None
 
     def fit(self, spec, request: FitRequest) -> dict:
         return fit_epochs(spec, self, request)
 
     def run_point(self, spec, request: FitRequest) -> dict:
-        """One sweep point into ``request.out`` (which exists and holds ``config.json``); returns its metrics."""
+        """One sweep point into ``request.out`` (which exists and holds ``config.json``); returns its metrics.
+        A point killed mid-way continues from its ``train_state.pt`` (for a train config with ``resume``)."""
+        if "resume" in field_names(self.run_config) and (request.out / STATE).exists():
+            request.train = {**request.train, "resume": str(request.out)}
         return self.fit(spec, request)

@@ -15,6 +15,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"min": 0, "help": "seed of the model's initialisation and dropout"})
     param_budget: int = field(default=0, metadata={"min": 0, "help": "if > 0: set hidden to the widest that keeps trainable parameters <= this"})
     batch_size: int = field(default=0, metadata={"min": 0, "help": "training samples per step for sample tasks (0: the whole training set)"})
+    ckpt_every: int = field(default=1, metadata={"min": 1, "help": "write the resumable train_state.pt every this many epochs"})
+    resume: str = field(default="", metadata={"help": "continue the killed run in this folder from its train_state.pt"})
 
     @property
     def use_amp(self) -> bool:

@@ -6,18 +6,22 @@ run (best weights reloaded, ``ckpt.pt`` then ``metrics.json`` written). Seed bat
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from ..config import from_dict, to_dict
 from ..device import resolve_device
 from ..errors import DivergenceError, FixptError
+from ..tracking import RunLog, flatten
 from .build import build_model
 from .parts import BestEpoch, autocast, count_parameters, seed_everything
-from .rundir import RunDir
+from .resume import EPOCH_FORMAT, read_state, restore_epoch_state, resumed_configs, save_epoch_state
+from .rundir import CKPT, RunDir
 
 SPLITS = ("train", "val", "test")
 
@@ -55,11 +59,17 @@ def _train_epoch(model, task, batches, opt, cast, epoch: int) -> float:
 def fit_epochs(spec, task, request) -> dict:
     """Train one run; write ``ckpt.pt`` (unless ``request.save_ckpt`` is False) and then ``metrics.json`` into
     ``request.out`` (each atomically, metrics last: a run with ``metrics.json`` is complete); return the metrics.
+    Every epoch appends a row to ``history.csv`` and goes to the tracker (``request.tracker``); every
+    ``ckpt_every`` epochs the resumable ``train_state.pt`` is written (:mod:`fixpt.training.resume`), and
+    ``resume`` continues a killed run from it, exactly as the uninterrupted run would have gone on.
 
     The reported test score is the one at the epoch of best validation score (:class:`BestEpoch`); the test
     split never chooses anything."""
+    state, request = _resumed(spec, task, request)
     dev = resolve_device(request.device)
     tcfg = from_dict(task.train_config, request.train, what="train config")
+    folder = RunDir(request.out)
+    log = RunLog.open(folder, request.tracker, spec.name)  # a missing tracker library fails here, before any work
     seed_everything(tcfg.seed)
     model, data, mcfg, dcfg = build_model(spec, task, request.model_config, request.data, dev, tcfg.param_budget)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
@@ -69,19 +79,53 @@ def fit_epochs(spec, task, request) -> dict:
     index = data.train_mask.nonzero().flatten() if tcfg.batch_size else None
     cast = autocast(dev, tcfg.use_amp)
     tracker = BestEpoch(metric.name, metric.higher_is_better, tcfg.patience)
+    configs = _state_configs(spec, task, request, dcfg, tcfg)
+    first, before = restore_epoch_state(state, model, opt, tracker) if state else (1, 0.0)
     start = time.perf_counter()
-    for epoch in range(1, tcfg.epochs + 1):
-        train_loss = _train_epoch(model, task, _batches(data, index, tcfg.batch_size), opt, cast, epoch)
-        ev = {**evaluate(model, task, data, metric), "train_loss": train_loss}
-        _check_validation(ev, metric.name, epoch)
-        if tracker.update(epoch, ev):
-            tracker.best["state"] = copy.deepcopy(model.state_dict())
-        if request.on_epoch is not None:
-            request.on_epoch(epoch, ev)
-        if tracker.exhausted:
-            break
-    run = Finished(spec.name, task, model, data, metric, (mcfg, dcfg, tcfg), dev, time.perf_counter() - start)
-    return finish_run(run, tracker, RunDir(request.out), save_ckpt=request.save_ckpt)
+    with log:
+        log.start(flatten({k: configs[k] for k in ("model", "data", "train")}), {"model": spec.name, "task": task.name},
+                  *((state["history"], state["tracker"]) if state else ()))
+        for epoch in range(first, tcfg.epochs + 1):
+            if tracker.exhausted:
+                break
+            train_loss = _train_epoch(model, task, _batches(data, index, tcfg.batch_size), opt, cast, epoch)
+            ev = {"train_loss": train_loss, **evaluate(model, task, data, metric)}
+            _check_validation(ev, metric.name, epoch)
+            log.row(epoch, ev)
+            if tracker.update(epoch, ev):
+                tracker.best["state"] = copy.deepcopy(model.state_dict())
+            if epoch % tcfg.ckpt_every == 0:
+                save_epoch_state(folder, configs, epoch, model, opt, tracker, log, before + time.perf_counter() - start)
+            if request.on_epoch is not None:
+                request.on_epoch(epoch, ev)
+        run = Finished(spec.name, task, model, data, metric, (mcfg, dcfg, tcfg), dev, before + time.perf_counter() - start)
+        metrics = finish_run(run, tracker, folder, save_ckpt=request.save_ckpt)
+        log.finish(metrics, folder / CKPT if request.save_ckpt and folder.path is not None else None)
+    folder.remove_state()  # the run is complete: nothing to resume
+    return metrics
+
+
+def _resumed(spec, task, request):
+    """(the saved state, the request with the stored configs) for a request with ``resume``; (None, request) otherwise."""
+    where = request.train.get("resume", "")
+    if not where:
+        return None, request
+    state = read_state(where, EPOCH_FORMAT, f"fixpt train {spec.name}")
+    if (state["model_name"], state["task"]) != (spec.name, task.name):
+        raise FixptError(f"--resume {where}: the run there trains {state['model_name']} on task {state['task']}; resume it "
+                         f"with `fixpt train {state['model_name']} --task {state['task']} --resume {where}`")
+    defaults = {"model": spec.config(), "data": task.data_config(), "train": task.train_config()}
+    given = {"model": request.model_config, "data": request.data, "train": request.train}
+    cfgs = resumed_configs(state, {k: (given[k], to_dict(defaults[k])) for k in given}, "epochs")
+    return state, dataclasses.replace(request, model_config=cfgs["model"], data=cfgs["data"], train=cfgs["train"],
+                                      out=request.out or Path(where))
+
+
+def _state_configs(spec, task, request, dcfg, tcfg) -> dict:
+    """What a saved state records of the run: its model and task and the three configs as asked for (the
+    model's before ``param_budget`` fits its width, which a resumed run fits again)."""
+    mcfg = from_dict(spec.config, request.model_config, what=f"{spec.name} config")
+    return {"model_name": spec.name, "task": task.name, "model": to_dict(mcfg), "data": to_dict(dcfg), "train": to_dict(tcfg)}
 
 
 def _check_validation(ev: dict, metric: str, epoch: int) -> None:

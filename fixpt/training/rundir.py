@@ -2,14 +2,18 @@
 
 A run folder holds ``config.json`` (what was asked for), ``ckpt.pt`` (the weights), ``metrics.json``
 (the results; a run is complete exactly when it exists beside ``config.json``) and, for a failed run,
-``error.json`` (the message and traceback) instead; a resumable run adds its training state
-(``train_state.pt`` for DDPM), and a family's runner may add its own artefacts (the recycle family's
-predictions and score table). Writes are atomic (:func:`fixpt.checkpoint.atomic_write`),
-so a run killed at any moment leaves either the old file or the new one, never half of one.
+``error.json`` (the message and traceback) instead. A training run adds ``history.csv`` (one row per
+epoch, or per logging window of a step-based loop) and, while it trains, its resumable state
+``train_state.pt`` (:mod:`fixpt.training.resume`); a family's runner may add its own artefacts (the
+recycle family's predictions and score table). Writes are atomic (:func:`fixpt.checkpoint.atomic_write`),
+so a run killed at any moment leaves either the old file or the new one, never half of one; the one
+exception is ``history.csv``, which grows by appended rows, so that a killed run keeps every earlier row.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import secrets
@@ -25,6 +29,7 @@ from ..checkpoint import atomic_write, save_checkpoint
 from ..errors import FixptError
 
 CONFIG, CKPT, METRICS, ERROR, CLAIM = "config.json", "ckpt.pt", "metrics.json", "error.json", "claim.json"
+HISTORY, STATE = "history.csv", "train_state.pt"
 
 
 SCORE_PREFIXES = ("test_", "val_", "train_")
@@ -90,6 +95,42 @@ def has_run(path: Path) -> bool:
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def _csv_lines(rows: list[dict], header: list[str], with_header: bool) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, restval="", extrasaction="raise", lineterminator="\n")
+    if with_header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _csv_value(text: str):
+    """A history cell back as written: int, float (``repr`` round-trips exactly), empty as None, else the text."""
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _complete_lines(path: Path) -> int:
+    """Cut a last line that a killed writer left unfinished (no newline); returns the file's size after."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return size
+        f.seek(0)
+        keep = f.read().rfind(b"\n") + 1
+        f.truncate(keep)
+        return keep
 
 
 class RunDir:
@@ -169,6 +210,46 @@ class RunDir:
         """A resumable training state (``torch.save``, read back with ``weights_only=True``)."""
         if self.path is not None:
             atomic_write(self.path / name, lambda tmp: torch.save(payload, tmp))
+
+    def remove_state(self) -> None:
+        """Drop the resumable state of a finished run (its results are in ``ckpt.pt`` and ``metrics.json``)."""
+        if self.path is not None:
+            (self.path / STATE).unlink(missing_ok=True)
+
+    def append_history(self, row: dict) -> None:
+        """Append one row (an epoch's, or a logging window's, values) to ``history.csv``; the header, the
+        first row's keys, comes first in a new file. Earlier rows are never rewritten, so a run killed at any
+        moment keeps them; a last line cut short by the kill is dropped before the next append (and by
+        :meth:`read_history`)."""
+        if self.path is None:
+            return
+        path = self.path / HISTORY
+        header = self._history_header() if path.exists() and _complete_lines(path) else None
+        with open(path, "a", newline="") as f:
+            f.write(_csv_lines([row], header or list(row), with_header=header is None))
+            f.flush()
+
+    def write_history(self, rows: list[dict]) -> None:
+        """``history.csv`` replaced (atomically) by ``rows``: a resumed run's history as of its saved state."""
+        if self.path is None:
+            return
+        text = _csv_lines(rows, list(rows[0]), with_header=True) if rows else ""
+        atomic_write(self.path / HISTORY, lambda tmp: Path(tmp).write_text(text))
+
+    def read_history(self) -> list[dict]:
+        """The rows of ``history.csv`` (numbers as numbers); an unfinished last line is left out."""
+        try:
+            text = (self.path / HISTORY).read_text()
+        except FileNotFoundError:
+            return []
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines = lines[:-1]
+        return [{k: _csv_value(v) for k, v in row.items()} for row in csv.DictReader(lines)]
+
+    def _history_header(self) -> list[str]:
+        with open(self.path / HISTORY, newline="") as f:
+            return next(csv.reader(f))
 
     def write_metrics(self, metrics: dict) -> None:
         if self.path is not None:
