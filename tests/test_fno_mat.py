@@ -99,7 +99,7 @@ def test_cli_refuses_a_bad_mat_file_in_one_line(tmp_path):
 
     path = tmp_path / "bad.mat"
     write_v73(path, a=np.zeros((12, 8, 8), np.float32), u=np.zeros((12, 8, 6, 4), np.float32))
-    for task in ("navier-stokes",):
+    for task in ("navier-stokes", "ns-initial"):
         res = CliRunner().invoke(app, ["train", "vit", "--task", task, "--data-file", str(path), "--epochs", "1"])
         lines = [line for line in res.output.splitlines() if line.strip()]
         assert res.exit_code == 2 and len(lines) == 1, res.output

@@ -62,7 +62,7 @@ class ANIEConfig:
             raise FixptError(f"alpha={self.alpha} must lie in [0, 1)")
 
 
-@register("anie", config=ANIEConfig, task="navier-stokes", view=FIXED_POINT_VIEW, example=tiny_navier_stokes_run)
+@register("anie", config=ANIEConfig, task=("navier-stokes", "ns-initial"), view=FIXED_POINT_VIEW, example=tiny_navier_stokes_run)
 class ANIE(IterativeModel):
     """Attentional neural integral equation: y = f + T(y), attention as the integral operator, solved by Picard iteration."""
 

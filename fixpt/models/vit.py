@@ -19,7 +19,8 @@ Variants (the paper names them without defining them; these are our definitions)
   parallel from the same normalised input (:math:`u + A(\mathrm{LN} u) + M(\mathrm{LN} u)`);
 - ``vit-3d``: space-time ("tubelet") patches of ``tubelet`` frames x ``patch`` x ``patch``,
   the input frames as one channel, each token decoding to its own tubelet of output frames (needs
-  ``in_frames == out_frames``).
+  ``in_frames == out_frames``; with other counts, e.g. ns-initial's one frame in and ten out, each
+  spatial patch of the input fills every output time slot, :class:`FieldTokens`).
 
 On the masked-pixel task (Table 3) the iteration runs on the image instead:
 :math:`x_{i+1} = (1 - \lambda) T(x_i) + \lambda x_i` from the masked image, :math:`\lambda` = ``alpha``,
@@ -100,16 +101,24 @@ def token_centres(frames: int, g: int) -> Tensor:
 
 class FieldTokens(nn.Module):
     """Fields ``(B, C, s, s)`` <-> tokens ``(B, n, dim)``: square patches over all channels, or
-    space-time tubelets (``tubelet > 0``: the channels are frames of one field)."""
+    space-time tubelets (``tubelet > 0``: the channels are frames of one field). With tubelets and
+    ``in_ch != out_ch`` (e.g. ns-initial: the t = 0 field in, ten frames out) each spatial patch of all
+    input channels is embedded once and its token repeated in every output time slot (the slots differ
+    by their position), as ANIE's authors start every time from the encoded initial field."""
 
     def __init__(self, in_ch: int, out_ch: int, grid: int, patch: int, dim: int, tubelet: int = 0, coords: bool = False):
         super().__init__()
         if grid % patch:
             raise FixptError(f"patch={patch} must divide the grid size {grid}")
-        if tubelet and (in_ch % tubelet or in_ch != out_ch):
-            raise FixptError(f"vit-3d needs in_frames == out_frames divisible by tubelet={tubelet}; got {in_ch} -> {out_ch}")
+        if tubelet and out_ch % tubelet:
+            raise FixptError(f"space-time tokens need the {out_ch} output frames divisible by tubelet={tubelet}; change --tubelet")
         self.grid, self.patch, self.tubelet, self.out_ch = grid, patch, tubelet, out_ch
-        if tubelet:
+        self.repeat = out_ch // tubelet if tubelet and in_ch != out_ch else 0  # time slots filled from one spatial token
+        if self.repeat:
+            self.embed = nn.Conv2d(in_ch, dim, kernel_size=patch, stride=patch)
+            n = self.repeat * (grid // patch) ** 2
+            self.head = nn.Linear(dim, tubelet * patch * patch)
+        elif tubelet:
             self.embed = nn.Conv3d(1, dim, kernel_size=(tubelet, patch, patch), stride=(tubelet, patch, patch))
             n = (in_ch // tubelet) * (grid // patch) ** 2
             self.head = nn.Linear(dim, tubelet * patch * patch)
@@ -118,7 +127,7 @@ class FieldTokens(nn.Module):
             n = (grid // patch) ** 2
             self.head = nn.Linear(dim, out_ch * patch * patch)
         if coords:  # a function of the token's centre (t, x, y) in [0, 1)^3, not a table: see anie.py
-            t = in_ch // tubelet if tubelet else 1
+            t = out_ch // tubelet if tubelet else 1
             self.register_buffer("centres", token_centres(t, grid // patch), persistent=False)
             self.coord_embed = nn.Linear(self.centres.shape[-1] * 2 * COORD_FREQUENCIES, dim)
         else:
@@ -133,8 +142,11 @@ class FieldTokens(nn.Module):
         return self.coord_embed(torch.cat((phase.sin(), phase.cos()), -1).flatten(1))[None]
 
     def encode(self, x: Tensor) -> Tensor:
-        e = self.embed(x[:, None] if self.tubelet else x)  # (B, dim, [t,] h, w)
-        return e.flatten(2).transpose(1, 2) + self.position()
+        e = self.embed(x[:, None] if self.tubelet and not self.repeat else x)  # (B, dim, [t,] h, w)
+        e = e.flatten(2).transpose(1, 2)  # (B, n, dim), tokens in (t, h, w) order
+        if self.repeat:
+            e = e.repeat(1, self.repeat, 1)
+        return e + self.position()
 
     def decode(self, z: Tensor) -> Tensor:
         b, g, p = z.shape[0], self.grid // self.patch, self.patch
@@ -147,7 +159,7 @@ class FieldTokens(nn.Module):
         return out.reshape(b, self.out_ch, g * p, g * p)
 
 
-@register("vit", config=ViTConfig, task=("navier-stokes", "masked-pixels"), view=FIXED_POINT_VIEW,
+@register("vit", config=ViTConfig, task=("navier-stokes", "masked-pixels", "ns-initial"), view=FIXED_POINT_VIEW,
           example={"task": "masked-pixels", "patch": 2, "variant": "vit-small", "n_iter": 2, "epochs": 1, "batch_size": 60})
 class IterativeViT(IterativeModel):
     """Iterative vision transformer: one encoder applied n_iter times as a damped Picard iteration (paper, Alg. 2)."""

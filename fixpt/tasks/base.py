@@ -6,7 +6,7 @@ Every command talks to a task through this class only, never to a data set or a 
 - ``load(data_config)`` and ``input_spec(data)``: the data, and what a model must know of it to be built;
 - ``metric_for(data_config)``: the score's name and direction, the one source of truth for training,
   seed batches and reports;
-- ``loss`` / ``score``: on a split of the data;
+- ``loss`` / ``score``: on a split of the data; ``reference_scores``: predictors that need no training;
 - ``fit``: train one run (default: the epoch loop of :mod:`fixpt.training.loop`); ``run_point``: one
   sweep point (default: ``fit``; a family that trains nothing runs and scores instead).
 """
@@ -84,6 +84,12 @@ class Task:
 
     def score(self, out, data, split: str, metric: Metric) -> float:
         raise NotImplementedError
+
+    def reference_scores(self, data, metric: Metric) -> dict[str, dict[str, float]]:
+        """Scores of predictors that need no training (e.g. zero, the training mean), by name, each
+        ``{"val_<metric>": v, "test_<metric>": t}``: written to every run's ``metrics.json`` as
+        ``references`` and shown as rows of ``fixpt report``. Default: none."""
+        return {}
 
     def length(self, train: dict) -> int:
         """How many progress units (epochs, steps) a run of this train config takes."""

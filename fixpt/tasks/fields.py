@@ -1,12 +1,23 @@
-"""The field tasks of the transformer families (``vit``, ``anie``): Navier-Stokes and masked pixels."""
+r"""The field tasks of the transformer families (``vit``, ``anie``): Navier-Stokes (FNO's protocol, t = 1..10
+-> 11..20), ``ns-initial`` (ANIE's: t = 0 -> ten times to t = 50) and masked pixels.
+
+The Navier-Stokes tasks score three predictors that need no training beside every model (``metrics.json``'s
+``references``, rows of ``fixpt report``), so a table shows which regime its models are in:
+
+- ``zero``: :math:`\hat y = 0`;
+- ``per-pixel mean``: :math:`\hat y = \bar y`, the mean target of the training split, per channel and pixel;
+- ``persistence``: every target frame predicted by the last input frame (ns-initial: the t = 0 field).
+"""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.fields import FieldShape, NavierStokesDataConfig, load_navier_stokes
 from ..data.images import MaskedPixelsDataConfig, load_masked_pixels
+from ..data.ns_initial import NSInitialDataConfig, load_ns_initial
 from ..registry import register_task
 from ..training.config import FieldTrainConfig
 from .base import InputSpec, Metric, Task
@@ -37,6 +48,33 @@ class FieldRegression(Task):
     def score(self, out: Tensor, data, split: str, metric: Metric) -> float:
         return float(self.loss(out, data, split))
 
+    references = ("zero", "per-pixel mean", "persistence")
+
+    def reference_scores(self, data, metric: Metric) -> dict[str, dict[str, float]]:
+        """Each of :attr:`references` scored by :meth:`score` on the validation and test splits."""
+        mean = data.y[data.train_mask].mean(0)
+        scores: dict[str, dict[str, float]] = {name: {} for name in self.references}
+        with torch.no_grad():
+            for split in ("val", "test"):
+                part = data.subset(getattr(data, f"{split}_mask").nonzero().flatten())
+                guesses = {"zero": torch.zeros_like(part.y), "per-pixel mean": mean.expand_as(part.y),
+                           "persistence": part.x[:, -1:].expand_as(part.y)}
+                for name in self.references:
+                    scores[name][f"{split}_{metric.name}"] = self.score(guesses[name], part, split, metric)
+        return scores
+
+
+@register_task
+class NSInitial(FieldRegression):
+    """ANIE's Navier-Stokes task (:mod:`fixpt.data.ns_initial`): the t = 0 vorticity in, the trajectory at
+    t = 0, 5, 11, ..., 50 out, MSE."""
+
+    name = "ns-initial"
+    data_config = NSInitialDataConfig
+
+    def load(self, data_config):
+        return load_ns_initial(data_config)
+
 
 @register_task
 class MaskedPixels(FieldRegression):
@@ -47,6 +85,7 @@ class MaskedPixels(FieldRegression):
     name = "masked-pixels"
     data_config = MaskedPixelsDataConfig
     iterate_in = "pixels"
+    references = ()  # not a Navier-Stokes task
 
     def load(self, data_config):
         return load_masked_pixels(data_config)

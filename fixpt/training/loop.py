@@ -171,6 +171,9 @@ def finish_run(run: Finished, tracker: BestEpoch, folder: RunDir, *, save_ckpt: 
         **(run.extra or {}),
     }
     metrics.update(run.model.run_statistics())
+    references = run.task.reference_scores(run.data, run.metric)
+    if references:
+        metrics["references"] = references
     if save_ckpt:
         folder.write_checkpoint(model=run.model_name, config=to_dict(mcfg), data=to_dict(dcfg), state_dict=best["state"],
                                 train=to_dict(tcfg), metrics=metrics, task=run.task.name)
