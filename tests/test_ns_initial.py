@@ -125,3 +125,26 @@ def test_bad_options_one_line(generated):
         lines = [line for line in res.output.splitlines() if line.strip()]
         assert res.exit_code == 2 and len(lines) == 1 and needle in lines[0], res.output
 
+
+def test_report_shows_the_reference_rows(generated, tmp_path):
+    """A two-run sweep on ns-initial: the report has one unranked row per reference predictor, its value the
+    runs' metrics.json (identical in both runs: it depends on the data only)."""
+    _, path = generated
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"description: t\nreport: generic\nmodel: vit\nseeds: 1\nbase: {{task: ns-initial, data_file: '{path}', "
+                      "horizon: 6, frames: 4, epochs: 1, batch_size: 4, variant: vit-small}\ngrid: {n_iter: [1, 2]}\n")
+    res = runner.invoke(app, ["sweep", str(preset), "--out", str(tmp_path / "sw")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["report", str(tmp_path / "sw"), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    cells = {c["row"]: c for c in json.loads(res.stdout)["cells"]}
+    run_metrics = [json.loads(p.read_text()) for p in (tmp_path / "sw").rglob("metrics.json")]
+    assert len(run_metrics) == 2
+    for name in ("zero", "per-pixel mean", "persistence"):
+        cell = cells[f"reference: {name}"]
+        assert cell["n"] == 1 and cell["best"] is False and cell["reference"] is True
+        assert cell["mean"] == pytest.approx(run_metrics[0]["references"][name]["test_mse"])
+        assert run_metrics[0]["references"][name] == run_metrics[1]["references"][name]
+    assert sum(c["best"] for c in cells.values()) == 1 and cells["n_iter=1"]["column"] == cells["reference: zero"]["column"]
+    md = runner.invoke(app, ["report", str(tmp_path / "sw")]).stdout
+    assert "| reference: per-pixel mean |" in md and "reference rows: predictors that need no training" in md

@@ -14,6 +14,9 @@ epoch (``test_<metric>``, fixpt's selection); ``last-epoch`` the test score afte
 (``test_<metric>_last_epoch``, the paper's protocol), with ``--select`` then choosing on the
 last-epoch validation score. The standard deviation is the sample one (``ddof=1``), as the paper's
 "mean and standard deviation over runs".
+
+Where the runs' task scores predictors that need no training (``references`` in ``metrics.json``), they
+follow as unranked rows ``reference: <name>`` (:mod:`fixpt.report.references`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, NamedTuple
 from ..errors import FixptError
 from ..plots import plot_residuals, plot_score_vs_iterations
 from .layout import Layout, Options
+from .references import add_reference_rows
 from .runs import FinishedRun, SweepRuns, higher_is_better
 from .table import Cell, Note, NumberFormat, Table
 
@@ -31,7 +35,7 @@ PROTOCOLS = ("best-val", "last-epoch")
 LAST_EPOCH = "_last_epoch"  # suffix of the last-epoch protocol's keys in metrics.json
 PROTOCOL_TEXT = {"best-val": "best-val epoch", "last-epoch": "last epoch"}  # when each run's test score was taken
 CSV_COLUMNS = ["row", "column", "metric", "protocol", "mean", "std", "n", "best", "seconds_mean", "paper_mean", "paper_std",
-               "diff", "setting", "val_mean", "settings_compared"]
+               "diff", "setting", "val_mean", "settings_compared", "reference"]
 
 
 class Place(NamedTuple):
@@ -127,6 +131,7 @@ def score_table(layout: ScoreLayout, sweep: SweepRuns, options: Options) -> Tabl
     else:
         trained = (sum(len(s) for s in seconds), sum(sum(s) for s in seconds))
     _add_notes(table, " (%)" if percent else "", trained)
+    add_reference_rows(table, layout, sweep, options, metric, varying)
     return table
 
 

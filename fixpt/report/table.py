@@ -48,6 +48,7 @@ class Row:
     text: dict[str, str] = field(default_factory=dict)  # columns that show text (a count, a group), not a statistic
     fields: dict[str, Any] | None = None  # what names the row in CSV / JSON records (None: {"row": label})
     tail: dict[str, Any] = field(default_factory=dict)  # fields that end each of the row's records
+    ranked: bool = True  # whether the row competes for "best" (False: a reference row, e.g. a predictor needing no training)
 
     def names(self) -> dict[str, Any]:
         return {"row": self.label} if self.fields is None else self.fields
@@ -99,7 +100,7 @@ class Table:
 
     def best(self, column: str) -> str | None:
         """The label of the row with the best mean in ``column`` (see ``higher_is_better``)."""
-        scored = [(row.cells[column].mean, row.label) for row in self.rows if column in row.cells]
+        scored = [(row.cells[column].mean, row.label) for row in self.rows if column in row.cells and row.ranked]
         if self.higher_is_better is None or not scored:
             return None
         return (max(scored) if self.higher_is_better else min(scored))[1]
