@@ -4,7 +4,8 @@
 
 Public API: :func:`solve` (damped Picard / Anderson with unroll, last or implicit gradients),
 :func:`lipschitz`, :func:`spectral_radius`, :func:`contraction` and the Banach bounds, the model
-registry (:func:`register`, :func:`list_models`), and checkpoints.
+registry (:func:`register`, :func:`list_models`), checkpoints, and :class:`DEQ`, which wraps your own
+step module ``T(z, x)`` as a fixed-point layer.
 
 Each name is imported on first use (:mod:`fixpt.lazy`), so ``import fixpt`` (and ``fixpt --help``) does
 not import torch; ``fixpt.solve`` and ``fixpt.contraction`` are the functions, as their modules'
@@ -20,6 +21,7 @@ _EXPORTS = {
     **dict.fromkeys(["load_checkpoint", "save_checkpoint"], ".checkpoint"),
     **dict.fromkeys(["ContractionReport", "a_posteriori_bound", "a_priori_bound", "contraction", "empirical_ratio", "lipschitz",
                      "spectral_radius"], ".contraction"),
+    **dict.fromkeys(["DEQ"], ".deq"),
     **dict.fromkeys(["DivergenceError", "FixptError"], ".errors"),
     **dict.fromkeys(["get_spec", "list_models", "register"], ".registry"),
     **dict.fromkeys(["Solution", "solve"], ".solve"),
@@ -29,7 +31,7 @@ __function_names__ = ("solve", "contraction")
 sys.modules[__name__].__class__ = FunctionsOverModules
 
 __all__ = [
-    "solve", "Solution", "lipschitz", "spectral_radius", "empirical_ratio", "contraction", "ContractionReport",
+    "solve", "Solution", "DEQ", "lipschitz", "spectral_radius", "empirical_ratio", "contraction", "ContractionReport",
     "a_priori_bound", "a_posteriori_bound", "register", "list_models", "get_spec", "save_checkpoint",
     "load_checkpoint", "FixptError", "DivergenceError", "__version__",
 ]
