@@ -104,8 +104,8 @@ def make_train_command(name: str, train_app: typer.Typer) -> None:
         for cls, group, what in ((spec.config, "model", f"{name} config"), (task.data_config, "data", "data config"),
                                  (task.train_config, "train", "train config")):
             from_dict(cls, cfgs[group], what=what)  # every value checked before a folder is made or anything runs
+        tracker = tracker_spec(kw["tracker"], kw["tracker_uri"], "fixpt")  # a missing library: one line, before anything is made
         out_dir = _run_folder(name, kw["out_dir"], task.resumes_from(cfgs["train"]), kw["overwrite"])
-        tracker = tracker_spec(kw["tracker"], kw["tracker_uri"], "fixpt")  # a missing library: one line, before training
         main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
         # the bar is for people at a terminal; scripts (and --json) get clean stderr
         with progress_bar(enabled=err.is_terminal and not kw["as_json"] and main_process) as progress:
