@@ -96,7 +96,8 @@ class Killed(Exception):
     pass
 
 
-def _kill_at(epoch: int):
+def kill_at(epoch: int):
+    """An ``on_epoch`` that kills the run (raises) at the end of ``epoch``, after its state is saved."""
     def on_epoch(e, ev):
         if e == epoch:
             raise Killed
@@ -110,7 +111,7 @@ def test_anie_killed_between_states_trains_the_lost_epochs_again(ns_file, tmp_pa
     cfgs = ({"n_iter": 2}, data, {"epochs": 8, "batch_size": 4, "ckpt_every": 2})
     train("anie", *cfgs, out=tmp_path / "full", device="cpu")
     with pytest.raises(Killed):
-        train("anie", *cfgs, out=tmp_path / "killed", device="cpu", on_epoch=_kill_at(5))
+        train("anie", *cfgs, out=tmp_path / "killed", device="cpu", on_epoch=kill_at(5))
     assert len(_history(tmp_path / "killed")) == 5  # the rows survive the kill
     assert torch.load(tmp_path / "killed" / STATE_FILE, weights_only=True)["epoch"] == 4
     _mark(tmp_path / "killed")
@@ -124,7 +125,7 @@ def test_an_early_stopped_run_resumes_its_patience(tmp_path):
     full = train("pign", *cfgs, out=tmp_path / "full", device="cpu")
     assert full["epochs_run"] < 60
     with pytest.raises(Killed):
-        train("pign", *cfgs, out=tmp_path / "killed", device="cpu", on_epoch=_kill_at(full["epochs_run"] - 1))
+        train("pign", *cfgs, out=tmp_path / "killed", device="cpu", on_epoch=kill_at(full["epochs_run"] - 1))
     _mark(tmp_path / "killed")
     train("pign", *cfgs[:2], {**cfgs[2], "resume": str(tmp_path / "killed")}, device="cpu")
     _same_run(tmp_path / "killed", tmp_path / "full")
@@ -139,7 +140,7 @@ def test_a_killed_sweep_point_continues_from_its_state(tmp_path):
     folder = sw.run_dir(tmp_path / "sweep", run).path
     c = run.configs
     with pytest.raises(Killed):
-        train(run.model, c["model_config"], c["data"], c["train"], out=folder, device="cpu", on_epoch=_kill_at(7))
+        train(run.model, c["model_config"], c["data"], c["train"], out=folder, device="cpu", on_epoch=kill_at(7))
     _mark(folder)
     counts = sw.run_sweep(plan, tmp_path / "sweep", device="cpu")
     assert counts["finished"] == 1 and counts["failed"] == 0
@@ -151,7 +152,7 @@ def test_resume_errors_are_one_line(tmp_path):
     res = runner.invoke(app, ["train", "pign", "--resume", str(tmp_path)])
     assert res.exit_code == 2 and "no train_state.pt" in res.output
     with pytest.raises(Killed):
-        train("pign", PIGN, CSBM, {"epochs": 5}, out=tmp_path / "run", device="cpu", on_epoch=_kill_at(2))
+        train("pign", PIGN, CSBM, {"epochs": 5}, out=tmp_path / "run", device="cpu", on_epoch=kill_at(2))
     res = runner.invoke(app, ["train", "pign", "--resume", str(tmp_path / "run"), "--hidden", "16", "--device", "cpu"])
     assert res.exit_code == 2 and "--hidden 16 conflicts with the run being resumed (hidden=8)" in res.output
     assert len(res.output.strip().splitlines()) == 1

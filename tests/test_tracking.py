@@ -24,6 +24,7 @@ from fixpt.cli import app  # noqa: E402
 from fixpt.tracking import TrackerSpec  # noqa: E402
 from fixpt.train import train  # noqa: E402
 from fixpt.training.rundir import RunDir  # noqa: E402
+from test_resume import Killed, kill_at  # noqa: E402
 
 runner = CliRunner()
 PRESET = "model: pign\nseeds: 2\nbase: {dataset: csbm, csbm_nodes: 200, hidden: 8, epochs: 3}\ngrid: {backbone: [gcn, sage]}\n"
@@ -96,17 +97,6 @@ def test_a_sweep_with_tensorboard_on_ray_leaves_readable_event_files(tmp_path):
         assert copy.read_bytes() == (folder / "ckpt.pt").read_bytes()
 
 
-class Killed(Exception):
-    pass
-
-
-def _kill_at(epoch: int):
-    def on_epoch(e, ev):
-        if e == epoch:
-            raise Killed
-    return on_epoch
-
-
 @pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
 def test_a_resumed_run_continues_its_tracked_run(kind, tmp_path, file_store):
     """Killed at epoch 5 with a state every 2 epochs: epoch 5 is trained again after the resume. MLflow: the
@@ -115,7 +105,7 @@ def test_a_resumed_run_continues_its_tracked_run(kind, tmp_path, file_store):
     spec = TrackerSpec(kind, file_store if kind == "mlflow" else "", "resume-test").check()
     cfgs = (PIGN, CSBM, {"epochs": 8, "ckpt_every": 2})
     with pytest.raises(Killed):
-        train("pign", *cfgs, out=tmp_path / "run", device="cpu", on_epoch=_kill_at(5), tracker=spec)
+        train("pign", *cfgs, out=tmp_path / "run", device="cpu", on_epoch=kill_at(5), tracker=spec)
     train("pign", PIGN, CSBM, {**cfgs[2], "resume": str(tmp_path / "run")}, device="cpu", tracker=spec)
     history = RunDir(tmp_path / "run").read_history()
     assert [r["epoch"] for r in history] == list(range(1, 9))
