@@ -148,3 +148,17 @@ def test_report_shows_the_reference_rows(generated, tmp_path):
     assert sum(c["best"] for c in cells.values()) == 1 and cells["n_iter=1"]["column"] == cells["reference: zero"]["column"]
     md = runner.invoke(app, ["report", str(tmp_path / "sw")]).stdout
     assert "| reference: per-pixel mean |" in md and "reference rows: predictors that need no training" in md
+
+
+def test_the_ns_initial_presets_resolve():
+    """The Table 2 / Table 4 presets on ns-initial: every run's configs valid; Table 4 has both forms."""
+    from fixpt.presets import FOLDER
+    from fixpt.sweep import load_preset
+
+    t2 = load_preset(FOLDER / "table2-initial.yaml")
+    assert len(t2.runs) == 36 and all(r.configs["task"] == "ns-initial" for r in t2.runs)
+    t4 = load_preset(FOLDER / "table4-initial.yaml")
+    authors = [r for r in t4.runs if r.configs["model_config"]["residual"]]
+    assert len(t4.runs) == 24 and len(authors) == 12
+    assert {(r.configs["model_config"]["attention"], r.configs["model_config"]["output"]) for r in authors} == {("galerkin", "image")}
+    assert all(r.configs["train"]["patience"] == 100 and r.configs["data"]["data_size"] == "small" for r in t4.runs)
