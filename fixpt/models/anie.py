@@ -14,7 +14,8 @@ quadrature of the integral over the domain. The solver iterates
 (``n_iter = 1``: the operator applied once), and ``decode`` maps each token back to its tubelet of
 output frames.
 
-**Softmax, not Galerkin (softmax-free) attention**: it is what ANIE uses, its kernel is
+**Softmax attention by default** (``attention = galerkin`` gives the softmax-free kind the authors' code
+uses, below): its kernel is
 normalised (:math:`\int K(s, \sigma) d\sigma = 1`, so :math:`T` averages values and stays bounded as
 the iteration proceeds), and at our token counts (a few hundred) its quadratic cost is small;
 PyTorch's ``scaled_dot_product_attention`` computes it. Positions enter as a function of the token
