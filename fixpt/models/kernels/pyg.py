@@ -56,7 +56,9 @@ def conv_class(name: str) -> type:
     if name in names:
         return getattr(gnn, name)
     lower = {n.lower(): n for n in names}
-    close = [lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]  # best first
+    prefixed = [n for n in names if n.lower().startswith(name.lower())]  # GCN -> GCNConv, GCN2Conv
+    similar = [lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]  # best first
+    close = list(dict.fromkeys(prefixed + similar))[:3]
     what = "is not a message-passing convolution" if isinstance(getattr(gnn, name, None), type) else "is not a class of torch_geometric.nn"
     fix = f"did you mean {', '.join(PREFIX + c for c in close)}?" if close else f"use {PREFIX}NAME with NAME one of {', '.join(names)}"
     raise FixptError(f"backbone {PREFIX}{name}: {name!r} {what}; {fix}")
