@@ -24,6 +24,8 @@ class IterativeModel(nn.Module):
 
     last_solution: Solution | None = None
     seed_batched = False  # True while the model runs as a seed batch under vmap (see seed_batch_mode)
+    warm_starts: dict | None = None  # with enable_warm_start: the last solution per (train/eval, shape)
+    operator_evaluations = 0  # evaluations of P by every solve of this model (training and evaluation)
 
     def encode(self, batch) -> Tensor:
         raise NotImplementedError
@@ -54,14 +56,37 @@ class IterativeModel(nn.Module):
         f = self.encode(batch)
         return f, lambda z: self.step(z, f, batch)
 
+    def enable_warm_start(self) -> None:
+        """Start every solve from the previous solution of the same mode (training or evaluation) and shape,
+        instead of from :math:`f` (``--warm-start``). The fixed point is the same; only the iterations to
+        reach ``tol`` change, so it needs a solve that stops at a tolerance."""
+        if type(self).forward is not IterativeModel.forward:
+            raise FixptError(f"--warm-start needs a model solved by fixpt.solve; {type(self).__name__} runs its own iteration")
+        if self.solver_options()["tol"] <= 0:
+            raise FixptError(f"--warm-start needs a solve that stops at a tolerance, but {type(self).__name__} runs a fixed number "
+                             "of iterations (tol 0), which a warm start would change; set a tolerance (e.g. --tol 1e-4) or drop --warm-start")
+        self.warm_starts = {}
+
+    def _start(self, f: Tensor) -> tuple[Tensor, tuple | None]:
+        """The first iterate (the warm start, else f) and the key its solution is kept under."""
+        if self.warm_starts is None:
+            return f, None
+        key = (self.training, tuple(f.shape), f.device)
+        z0 = self.warm_starts.get(key)
+        return (f if z0 is None else z0), key
+
     def forward(self, batch) -> Tensor:
         f, P = self.operator(batch)
         options = self.solver_options()
+        z0, key = self._start(f)
         with cached_weights(self):  # spectrally normalised weights: computed once per solve, not per step
-            sol = solve(P, f, **options)
+            sol = solve(P, z0, **options)
         if options.get("frozen"):  # a seed batch under vmap: the solution holds batched tensors; keep none
             return self.decode(sol.z, batch)
         self.last_solution = sol
+        self.operator_evaluations += sol.n_evals
+        if key is not None and not sol.diverged:
+            self.warm_starts[key] = sol.z.detach()
         if sol.diverged:
             raise DivergenceError(f"the fixed-point solve produced non-finite values at iteration {sol.n_iter}; "
                                   "raise alpha, lower the learning rate or use --contractive")

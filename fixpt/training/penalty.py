@@ -1,0 +1,77 @@
+r"""``--jac-penalty``: the Frechet-derivative term of the training loss (paper, appendix A.2), for any model
+solved by :func:`fixpt.solve`.
+
+After a training step's forward pass, at its solution :math:`z^*` (held fixed), the loss gains
+
+.. math::
+    \lambda\, \mathrm{mean}_i\, \mathrm{relu}\big(\|J_P(z^*_i)\| - k\big)^2
+
+with the norm from :mod:`fixpt.jacobian` (``spectral``: the operator norm by warm-started power iteration,
+the paper's; ``frobenius``: the root-mean-square singular value, Hutchinson). :math:`J_P` is the derivative
+of the operator as evaluation runs it (the model in eval mode: no dropout inside the step), which is the
+operator ``fixpt check-contraction`` and ``fixpt iterate`` examine. ``metrics.json`` records the last
+penalty (``jac_penalty_last``), the last training estimate (``jac_norm_last``) and, at the end of training,
+the local norm at the evaluation solution of the last training batch by a converged power iteration
+(``jac_norm_end``, the same estimate as ``check-contraction``'s local norms).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..contraction import lipschitz
+from ..errors import FixptError
+from ..jacobian import hinge_penalty, make_estimator
+from ..models.base import IterativeModel
+
+
+class JacobianPenalty:
+    """The penalty term of one training run, holding the power iteration's warm vector between steps."""
+
+    def __init__(self, weight: float, norm: str, target: float, steps: int, seed: int):
+        self.weight, self.target = weight, target
+        self.estimator = make_estimator(norm, torch.Generator().manual_seed(seed), steps)
+        self.last_value = self.last_norm = float("nan")
+        self._last_batch = None
+
+    @classmethod
+    def for_run(cls, tcfg, model, model_name: str) -> "JacobianPenalty | None":
+        """The run's penalty (None when ``jac_penalty`` is 0); a one-line error for a model it cannot apply to."""
+        if not tcfg.jac_penalty:
+            return None
+        if not isinstance(model, IterativeModel) or type(model).forward is not IterativeModel.forward:
+            raise FixptError(f"--jac-penalty needs a model solved by fixpt.solve (pign, vit, anie); {model_name} is not one")
+        return cls(tcfg.jac_penalty, tcfg.jac_norm, tcfg.jac_target, tcfg.jac_steps, tcfg.seed)
+
+    def _estimate(self, model: IterativeModel, batch, z: Tensor) -> Tensor:
+        was_training = model.training
+        model.eval()  # the operator as evaluation runs it: no dropout inside the step
+        try:
+            _, P = model.operator(batch)
+            return self.estimator(P, z, model.solver_options()["batched"])
+        finally:
+            model.train(was_training)
+
+    def __call__(self, model: IterativeModel, batch) -> Tensor:
+        """The penalty at the solution of the forward pass just run on ``batch`` (differentiable in the parameters)."""
+        z = model.last_solution.z.detach()
+        estimates = self._estimate(model, batch, z)
+        value = hinge_penalty(estimates, self.weight, self.target)
+        self.last_value, self.last_norm = float(value.detach()), float(estimates.detach().max())
+        self._last_batch = batch
+        return value
+
+    def end_of_training(self, model: IterativeModel) -> dict:
+        """What ``metrics.json`` records: the last penalty and estimate, and the converged local norm at the
+        evaluation solution of the last training batch (``jac_norm_end``)."""
+        out = {"jac_penalty_last": self.last_value, "jac_norm_last": self.last_norm}
+        if self._last_batch is not None:
+            model.eval()
+            with torch.no_grad():
+                model(self._last_batch)
+            _, P = model.operator(self._last_batch)
+            norms = lipschitz(P, model.last_solution.z, batched=model.solver_options()["batched"],
+                              generator=torch.Generator().manual_seed(0))
+            out["jac_norm_end"] = float(norms.max())
+        return out
