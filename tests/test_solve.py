@@ -1,5 +1,6 @@
 """Solvers against closed forms: P(z) = A z + b with ||A||_2 < 1 has z* = (I - A)^-1 b."""
 
+import importlib
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import fixpt
 from fixpt.errors import FixptError
 
 DT = torch.float64
+solve_module = importlib.import_module("fixpt.solve")  # the module (fixpt.solve is also the function)
 
 
 def linear_problem(n=12, batch=3, norm=0.8, seed=0, device="cpu"):
@@ -174,3 +176,117 @@ def test_broyden_on_a_spread_spectrum_beats_picard():
     assert bro.n_iter <= 2 * 20 + 5 and bro.n_iter < pic.n_iter / 10  # 2n in exact arithmetic; rounding adds a few
     short = fixpt.solve(P, torch.zeros_like(b), method="broyden", alpha=0.0, tol=1e-10, max_iter=5000, window=5)
     assert short.converged and torch.allclose(short.z, z_star, atol=1e-8)  # limited memory converges too, in more steps
+
+
+def spread_spectrum(seed, batch=1, n=20):
+    """The symmetric linear map with eigenvalues spread over [0, 0.97]: P(z) = A z + b, z* = (I - A)^-1 b."""
+    g = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=DT))[0]
+    A = Q @ torch.diag(torch.linspace(0, 0.97, n, dtype=DT)) @ Q.T
+    b = torch.randn(batch, n, generator=g, dtype=DT)
+    return A, b, torch.linalg.solve(torch.eye(n, dtype=DT) - A, b.T).T
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_limited_memory_broyden_within_the_full_memory_bound(seed):
+    """With only 5 pairs, the sliding window reaches 1e-5 within Gay's 2n = 40 steps, the bound of full-memory
+    Broyden on a linear map (restarting from -I every 5 pairs took 43-53 steps on these seeds), and the
+    answer, solved tighter, is the dense solve's."""
+    A, b, z_star = spread_spectrum(seed)
+    P = lambda z: z @ A.T + b  # noqa: E731
+    sol = fixpt.solve(P, torch.zeros_like(b), method="broyden", alpha=0.0, tol=1e-5, max_iter=500, window=5)
+    assert sol.converged and sol.n_iter <= 2 * 20
+    tight = fixpt.solve(P, torch.zeros_like(b), method="broyden", alpha=0.0, tol=1e-12, max_iter=500, window=5)
+    assert tight.converged and torch.allclose(tight.z, z_star, rtol=0, atol=1e-8)
+
+
+def test_broyden_memory_is_the_sequence_of_sherman_morrison_updates():
+    """The compact form H = -I + (S + Y)(S^T Y + L)^-1 S^T equals H_0 = -I updated by Broyden's rule
+    H += (s - H y) s^T H / (s^T H y) with each pair in turn; once the window is full it is the same
+    replay of the newest pairs only. A zero pair (s = y = 0) is skipped."""
+    g = torch.Generator().manual_seed(0)
+    n, window = 6, 3
+    pairs = [(torch.randn(1, n, generator=g, dtype=DT), torch.randn(1, n, generator=g, dtype=DT)) for _ in range(5)]
+
+    def replay(pairs):
+        H = -torch.eye(n, dtype=DT)
+        for s, y in pairs:
+            s, y = s[0], y[0]
+            H = H + torch.outer(s - H @ y, s @ H) / (s @ H @ y)
+        return H
+
+    memory = solve_module._BroydenMemory(torch.zeros(1, n, dtype=DT), window)
+    eye = torch.eye(n, dtype=DT)
+    for k, (s, y) in enumerate(pairs, start=1):
+        memory.add(s, y)
+        H = torch.cat([memory.apply(eye[i:i + 1]) for i in range(n)]).T  # columns H e_i
+        assert torch.allclose(H, replay(pairs[max(0, k - window):k]), atol=1e-10), k
+    memory.add(torch.zeros(1, n, dtype=DT), torch.zeros(1, n, dtype=DT))
+    H = torch.cat([memory.apply(eye[i:i + 1]) for i in range(n)]).T
+    assert torch.allclose(H, replay(pairs[-2:]), atol=1e-10)
+
+
+def test_broyden_restarts_a_sample_whose_memory_is_singular():
+    """A sample whose fixed point is reached exactly (residual 0: s = y = 0) leaves its pairs unused
+    without disturbing the other sample of the batch."""
+    A, b, z_star = spread_spectrum(0, batch=2)
+    b[1] = 0.0  # z* = 0 = z0: every residual of this sample is exactly 0
+    sol = fixpt.solve(lambda z: z @ A.T + b, torch.zeros_like(b), method="broyden", alpha=0.0, tol=1e-12, max_iter=500)
+    assert sol.converged and not sol.diverged and torch.equal(sol.z[1], torch.zeros(20, dtype=DT))
+    assert torch.allclose(sol.z[0], z_star[0], atol=1e-8)
+
+
+@pytest.mark.parametrize("case", ["converges", "max_iter", "diverges"])
+def test_picard_reading_a_step_late_returns_what_the_synchronous_solve_does(case, monkeypatch):
+    """Picard's CUDA schedule (step k+1 queued before step k's test is read), run on the CPU: the same iterate,
+    traces, n_iter, flags and callbacks as the synchronous solve; only the discarded step k+1 is counted in n_evals."""
+    A, b, _ = linear_problem()
+    P = {"converges": lambda z: z @ A.T + b, "max_iter": lambda z: z @ A.T + b,
+         "diverges": lambda z: 3.0 * z + 1.0}[case]
+    z0 = torch.ones(3, 12) if case == "diverges" else torch.zeros_like(b)
+    opts = dict(tol=1e-8 if case == "converges" else 1e-30, max_iter=10_000 if case == "diverges" else 40)
+    runs = []
+    for late in (False, True):
+        monkeypatch.setattr(solve_module, "_reads_late", lambda device, late=late: late)
+        seen = []
+        sol = fixpt.solve(P, z0, callback=lambda k, z: seen.append((k, z.clone())), **opts)
+        runs.append((sol, seen))
+    (sync, seen_sync), (late, seen_late) = runs
+    assert torch.equal(late.z, sync.z) and (late.n_iter, late.converged, late.diverged) == (sync.n_iter, sync.converged, sync.diverged)
+    assert torch.equal(late.abs_trace, sync.abs_trace) and torch.equal(late.rel_trace, sync.rel_trace)
+    assert [k for k, _ in seen_late] == [k for k, _ in seen_sync] and all(torch.equal(a, c) for (_, a), (_, c) in zip(seen_late, seen_sync))
+    assert sync.n_evals == sync.n_iter
+    assert late.n_evals == late.n_iter + (0 if case == "max_iter" else 1)
+    assert {"converges": sync.converged, "max_iter": not sync.converged and sync.n_iter == 40,
+            "diverges": sync.diverged and torch.isfinite(sync.z).all()}[case]
+
+
+def test_damped_step_keeps_the_promoted_dtype():
+    """The damped step is one lerp when z and P(z) share a dtype, and promotes as a z + (1 - a) P(z) otherwise."""
+    sol = fixpt.solve(lambda z: torch.cos(z.double()), torch.zeros(1, 1), alpha=0.5, tol=1e-12, max_iter=200)
+    assert sol.z.dtype == torch.float64 and math.isclose(sol.z.item(), 0.7390851332151607, abs_tol=1e-11)
+
+
+def relu_graph_map(seed=58, nodes=40, width=8, scale=1.5):
+    """A GCN-like step z -> relu(A_hat z W) + f on a random graph (A_hat: symmetric-normalised adjacency with
+    self-loops); the seed is one where type-II Anderson without a restart stalls (500 iterations short of 1e-8)."""
+    g = torch.Generator().manual_seed(seed)
+    A = (torch.rand(nodes, nodes, generator=g) < 0.1).to(DT)
+    A = ((A + A.T) > 0).to(DT) + torch.eye(nodes, dtype=DT)
+    d = A.sum(1) ** -0.5
+    A = d[:, None] * A * d[None, :]
+    W = torch.randn(width, width, generator=g, dtype=DT) / width ** 0.5 * scale
+    f = torch.randn(nodes, width, generator=g, dtype=DT)
+    return (lambda z: torch.relu(A @ z @ W) + f), f
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_anderson_restarts_when_the_residual_grows(alpha):
+    """On a piecewise-linear map Anderson's mixing can stall; restarting a sample whose residual grew
+    reaches Picard's fixed point, in fewer evaluations than Picard."""
+    P, f = relu_graph_map()
+    pic = fixpt.solve(P, f, alpha=0.0, tol=1e-10, max_iter=3000, batched=False)
+    anders = fixpt.solve(P, f, method="anderson", alpha=alpha, tol=1e-8, max_iter=500, batched=False)
+    assert pic.converged and anders.converged
+    assert anders.n_evals < pic.n_evals / 2
+    assert torch.allclose(anders.z, pic.z, atol=1e-6)
