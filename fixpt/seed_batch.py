@@ -60,6 +60,8 @@ def unbatchable_reason(name: str, model_cfg: dict, train_cfg: dict, task: str | 
         return f"task {task_obj.name} trains one run at a time"
     if train_cfg.get("batch_size", 0):
         return "minibatches (batch_size > 0)"
+    if train_cfg.get("jac_penalty", 0) or train_cfg.get("warm_start", False):
+        return "a Jacobian penalty or warm starts (per-run solver state)"
     if model_cfg.get("contractive"):
         return "spectrally normalised (--contractive) weights"
     if str(model_cfg.get("backbone", "")).startswith("pyg:"):
