@@ -115,12 +115,12 @@ def vit_variants(args, device):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--model", default="ddpm", choices=("ddpm", "vit"))
-    p.add_argument("--size", default="paper", choices=("small", "paper"))
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help='cuda or cpu (default: cuda when present)')
+    p.add_argument("--model", default="ddpm", choices=("ddpm", "vit"), help='ddpm: the UNet training step; vit: the iterative ViT step, fp32 against bf16 autocast')
+    p.add_argument("--size", default="paper", choices=("small", "paper"), help='DDPM size: small (8 x 8 digits UNet) or paper (32 x 32 CIFAR-10 UNet)')
+    p.add_argument("--batch", type=int, default=64, help='images per training step')
+    p.add_argument("--steps", type=int, default=30, help='timed steps per variant (after warm-up)')
+    p.add_argument("--compile", action="store_true", help='add the torch.compile variant (its compile time reported apart)')
     args = p.parse_args()
     device = torch.device(args.device)
     rows = list((ddpm_variants if args.model == "ddpm" else vit_variants)(args, device))

@@ -59,10 +59,10 @@ def timed(fn, device, repeats=3):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batches", default="1,16,64")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--device", default="cpu", help='cpu or cuda')
+    p.add_argument("--batches", default="1,16,64", help='trajectories solved at once, one table row each, comma-separated')
+    p.add_argument("--steps", type=int, default=200, help='timed solver steps per batch (after warm-up), extrapolated to a trajectory')
+    p.add_argument("--resolution", type=int, default=64, help="grid side solved on (64: the paper's saved grid)")
     args = p.parse_args()
     device = torch.device(args.device)
     s, nu, steps = args.resolution, 1e-3, args.steps

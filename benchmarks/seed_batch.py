@@ -68,10 +68,10 @@ def torch_dropout(x, p, training=True):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--device", default="cpu", help='cpu or cuda')
+    ap.add_argument("--seeds", type=int, default=10, help='seeds per configuration trained as one batch (sections 3 and 4)')
+    ap.add_argument("--epochs", type=int, default=5, help='epochs each seed trains (sections 3 and 4)')
+    ap.add_argument("--rounds", type=int, default=5, help='alternating rounds per variant in the epoch table (section 2; medians reported)')
     ap.add_argument("--data", default="cora-0.0,cora-0.5,citeseer-0.5",
                     help="data sets of the seed-batch table, as name-noise, comma-separated")
     ap.add_argument("--sections", default="1,2,3,4", help="which of the sections above to run, comma-separated")

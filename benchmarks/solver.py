@@ -135,10 +135,10 @@ def report(rows: list[dict], overhead: dict, device) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--nodes", type=int, default=2000)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="auto", help='auto (CUDA when present), cpu or cuda')
+    ap.add_argument("--nodes", type=int, default=2000, help='nodes of the generated graph (CSBM, 128 features, degree 10)')
+    ap.add_argument("--hidden", type=int, default=64, help='width of the PIGN-GCN')
+    ap.add_argument("--repeats", type=int, default=5, help='timed training steps per (gradient mode, iterations) point; 4x this for the overhead')
     ap.add_argument("--json", default=None, help="also write the raw numbers here")
     args = ap.parse_args()
     device = resolve_device(args.device)

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from .report.runs import FinishedRun
 
 
@@ -31,6 +33,27 @@ def plot_iterations(rows: list[dict], metric: str, converged_at: int | None, pat
             ax.legend()
     fig.suptitle(title)
     save_figure(fig, path)
+
+
+def image_panels_figure(panels: list[tuple[str, "Tensor"]], title: str, nrow: int | None = None):
+    """Images in [-1, 1], ``(N, C, H, W)`` per panel, one panel per row with its label on the left (e.g. "50
+    steps"), the title above: the labelled grids of ``fixpt iterate`` on a DDPM. ``nrow``: images per line
+    (default: all in one line)."""
+    from torchvision.utils import make_grid
+
+    plt = pyplot()
+    grids = [make_grid(((x.float().cpu() + 1) / 2).clamp(0, 1), nrow=nrow or len(x), padding=2, pad_value=1.0) for _, x in panels]
+    width = 8.0
+    heights = [width * g.shape[1] / g.shape[2] for g in grids]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width + 1.2, sum(heights) + 0.6), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (label, _), grid in zip(axes[:, 0], panels, grids):
+        ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    return fig
 
 
 def pyplot():

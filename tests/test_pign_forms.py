@@ -159,9 +159,9 @@ def test_iterate_and_check_contraction_say_what_the_paper_form_means(tmp_path):
     assert res.exit_code == 0, res.output
     metrics = json.loads(res.stdout)
     res = runner.invoke(app, ["iterate", str(tmp_path / "ckpt.pt"), "--max-iter", "8", "--json", "--device", "cpu"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # tol 0: never converged, the check fails
     doc = json.loads(res.stdout)
-    assert doc["trained_depth"] == 3 and len(doc["iterations"]) == 9  # tol 0: every step runs
+    assert doc["trained_depth"] == 3 and len(doc["iterations"]) == 9 and doc["converged_at"] is None  # tol 0: every step runs
     assert doc["iterations"][3]["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)  # the trained answer
     text = runner.invoke(app, ["iterate", str(tmp_path / "ckpt.pt"), "--max-iter", "5", "--plot", str(tmp_path / "it.png")])
     assert "3 (trained)" in text.stdout and "truncated iteration" in text.stdout

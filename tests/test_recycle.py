@@ -102,8 +102,8 @@ def test_standin_run_score_report(tmp_path, standin, pdb_dir):
     assert len((tmp_path / "calls.txt").read_text().splitlines()) == 3
 
     res = run("recycle", "score", out, "--reference", pdb_dir, "--json")
-    assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
+    assert res.exit_code == 1 and any(r["flagged"] for r in rows), res.output  # flagged trajectories: the check failed
     assert len(rows) == 3 * 4 * 6 and all(ROW_KEYS <= set(r) for r in rows)
     last = [r for r in rows if r["recycle"] == 5]
     assert all(r["residual_rmsd"] is None and r["residual_tol"] is None for r in last)
@@ -117,7 +117,7 @@ def test_standin_run_score_report(tmp_path, standin, pdb_dir):
     with open(out / "recycle_scores.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(rows)
     res = run("recycle", "score", out, "--reference", pdb_dir)
-    assert res.exit_code == 0 and "4 of 12 trajectories flagged" in res.stdout and "not contracting" in res.stdout
+    assert res.exit_code == 1 and "4 of 12 trajectories flagged" in res.stdout and "not contracting" in res.stdout
 
 
 def test_standin_through_sweep_and_report(tmp_path, standin, pdb_dir):
@@ -175,6 +175,7 @@ def test_real_rfah_run(tmp_path, rfah_dir):
 
     res = run("recycle", "score", out, "--reference", rfah_dir / "experimental" / "6c6s_D.pdb", "--json")
     wrong = json.loads(res.stdout)
+    assert res.exit_code == 1  # flagged: exit 1, as check-contraction on a non-contraction (was 0)
     assert [round(r["rmsd"], 2) for r in wrong] == [14.04, 16.75, 17.59, 17.56]
     assert wrong[-1]["flagged"] and "converges to another structure" in wrong[-1]["verdict"]
     assert wrong[-1]["gdt_ts"] < rows[-1]["gdt_ts"] - 20 and wrong[-1]["tm_fixed"] < rows[-1]["tm_fixed"] - 0.25

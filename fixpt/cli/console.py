@@ -91,7 +91,8 @@ def option_of(f: dataclasses.Field, typ, help_text: str | None = None) -> inspec
         help_text += f" (one of: {', '.join(map(str, f.metadata['choices']))})"
     flag = "--" + f.name.replace("_", "-")
     decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if typ in (bool, Optional[bool]) else [flag]
-    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(f.default, *decls, help=help_text),
+    # a help text is plain text: escaped, or rich would take "[default: the model's]" for markup and drop it
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(f.default, *decls, help=escape(help_text)),
                              annotation=typ)
 
 

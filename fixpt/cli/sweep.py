@@ -27,7 +27,7 @@ def sweep(
     executor: Annotated[str, typer.Option("--executor", help="local: --workers processes on this machine; ray: each run a Ray "
                                           "task on the cluster at --ray-address (needs pip install 'fixpt[ray]')")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="a running Ray cluster, e.g. 'auto' or "
-                                                       "ray://host:10001 [default: start a local Ray instance]")] = None,
+                                                       "ray://host:10001 \\[default: start a local Ray instance]")] = None,
     cpus_per_run: Annotated[int, typer.Option("--cpus-per-run", help="CPUs a Ray task asks for (and the torch threads it uses)")] = 1,
     device: DeviceOpt = "auto",
     no_ckpt: Annotated[bool, typer.Option("--no-ckpt", help="do not keep each run's ckpt.pt")] = False,

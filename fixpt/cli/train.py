@@ -36,7 +36,7 @@ def _common_options(spec) -> list[inspect.Parameter]:
     return [
         inspect.Parameter("task", kw, annotation=str, default=typer.Option(spec.task, "--task", help=f"one of: {', '.join(spec.tasks)}")),
         inspect.Parameter("out_dir", kw, annotation=Optional[Path], default=typer.Option(
-            None, "--out", help="run folder for ckpt.pt and metrics.json [default: a new runs/<model>-<time>-<4 hex>]")),
+            None, "--out", help="run folder for ckpt.pt and metrics.json \\[default: a new runs/<model>-<time>-<4 hex>]")),
         inspect.Parameter("overwrite", kw, annotation=bool, default=typer.Option(
             False, "--overwrite", help="replace the run already in --out (without it, an existing run is an error)")),
         inspect.Parameter("device", kw, annotation=str, default=typer.Option("auto", "--device", help="auto, cpu or cuda")),

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..cli.console import DeviceOpt, JsonOpt, err, out, print_json, user_errors
+from ..cli.console import DeviceOpt, JsonOpt, err, print_json, user_errors
 from ..errors import FixptError
 from ..registry import register_commands
 
@@ -23,19 +23,19 @@ register_commands(lambda app: app.add_typer(data_app, name="data"))
 @user_errors
 def navier_stokes(
     size: Annotated[str, typer.Option("--size", help="small (300 x 32^2, minutes on a CPU) or paper (1200 x 64^2 from 256^2, dt 1e-4)")] = "small",
-    n_samples: Annotated[Optional[int], typer.Option("--n-samples", help="trajectories [default: the size's]")] = None,
-    resolution: Annotated[Optional[int], typer.Option("--resolution", help="saved grid [default: the size's]")] = None,
-    fine: Annotated[Optional[int], typer.Option("--fine", help="solver grid, a multiple of --resolution [default: the size's]")] = None,
+    n_samples: Annotated[Optional[int], typer.Option("--n-samples", help="trajectories \\[default: the size's]")] = None,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", help="saved grid \\[default: the size's]")] = None,
+    fine: Annotated[Optional[int], typer.Option("--fine", help="solver grid, a multiple of --resolution \\[default: the size's]")] = None,
     viscosity: Annotated[float, typer.Option("--viscosity", help="1e-3, 1e-4 or 1e-5")] = 1e-3,
     t_final: Annotated[int, typer.Option("--t-final", help="frames recorded at t = 1 .. T")] = 20,
-    dt: Annotated[Optional[float], typer.Option("--dt", help="time step [default: the size's]")] = None,
+    dt: Annotated[Optional[float], typer.Option("--dt", help="time step \\[default: the size's]")] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of the initial fields")] = 0,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="root folder [default: ~/.cache/fixpt]; the file goes to OUT/navier-stokes/")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="root folder \\[default: ~/.cache/fixpt]; the file goes to OUT/navier-stokes/")] = None,
     batch: Annotated[int, typer.Option("--batch", help="trajectories solved at once")] = 64,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """2-D Navier-Stokes vorticity on the torus (the FNO recipe); prints the file's path."""
+    """2-D Navier-Stokes vorticity on the torus (the FNO recipe); prints the file's path (alone on stdout)."""
     from ..config import from_dict
     from ..device import resolve_device
     from .navier_stokes import SIZES, NavierStokesConfig, dataset_path, generate, load_dataset
@@ -68,4 +68,6 @@ def navier_stokes(
         print_json(result)
     else:
         what = "reused" if reused else f"generated in {result['seconds']:.1f} s"
-        out.print(f"{path} ({what}): vorticity {shape} = (samples, frames at t = 1..{cfg.t_final}, grid, grid)", highlight=False, markup=False)
+        err.print(f"{path} ({what}): vorticity {shape} = (samples, frames at t = 1..{cfg.t_final}, grid, grid)", highlight=False,
+                  markup=False, soft_wrap=True)
+        print(path)  # stdout holds the path alone: F=$(fixpt data navier-stokes ...)

@@ -20,12 +20,15 @@ r"""What a trained DDPM is scored by.
 from __future__ import annotations
 
 import functools
+import hashlib
+import pickle
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import atomic_write
 from ..errors import FixptError
 
 CONFIDENCE = 0.9
@@ -90,18 +93,20 @@ class _Features(nn.Module):
         return self.clf.features(x.float())
 
 
-@functools.lru_cache(maxsize=2)
-def _classifier(key: tuple) -> tuple[DigitsClassifier, float]:
-    from .data import ImageGenerationDataConfig, load_images
+CLASSIFIER_RECIPE = 1  # bump when DigitsClassifier or _train_classifier changes: weights cached by another recipe are not read
+CLASSIFIER_EPOCHS = 80
 
-    data = load_images(ImageGenerationDataConfig(*key))
+
+def _train_classifier(data, epochs: int) -> DigitsClassifier:
+    """Seed 0, Adam at 1e-3, ``epochs`` passes over the training split in batches of 64, each shifted by up to a
+    pixel (the test split's writers centre less)."""
     gen = torch.Generator().manual_seed(0)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         clf = DigitsClassifier(data.shape[0])
     opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
     x, y = data.train, data.labels["train"]
-    for _ in range(80):  # epochs, batches of 64 shifted by up to a pixel (the test split's writers centre less)
+    for _ in range(epochs):
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), 64):
             b = perm[i:i + 64]
@@ -110,18 +115,58 @@ def _classifier(key: tuple) -> tuple[DigitsClassifier, float]:
             opt.zero_grad()
             loss.backward()
             opt.step()
-    clf.eval()
+    return clf.eval()
+
+
+def classifier_cache_path(data, epochs: int) -> Path:
+    """``$XDG_CACHE_HOME/fixpt/digits-classifier/<key>.pt``; the key hashes everything the weights depend on: the
+    recipe, the epochs, torch's version and the training images and labels themselves."""
+    from ..data.planetoid import cache_dir
+
+    h = hashlib.sha256(f"recipe {CLASSIFIER_RECIPE} epochs {epochs} torch {torch.__version__}".encode())
+    for t in (data.train, data.labels["train"]):
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.contiguous().cpu().numpy().tobytes())
+    return cache_dir() / "digits-classifier" / f"{h.hexdigest()[:24]}.pt"
+
+
+def _read_cached(path: Path, clf: DigitsClassifier) -> bool:
+    """Load the cached weights into ``clf``; False when there are none or they cannot be read (then they are rebuilt)."""
+    try:
+        clf.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except FileNotFoundError:
+        return False
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, TypeError, pickle.UnpicklingError):  # damaged or foreign
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=2)
+def _classifier(key: tuple, epochs: int) -> tuple[DigitsClassifier, float]:
+    from .data import ImageGenerationDataConfig, load_images
+
+    data = load_images(ImageGenerationDataConfig(*key))
+    path = classifier_cache_path(data, epochs)
+    with torch.random.fork_rng():  # the module's initial weights, about to be replaced, draw from no one's stream
+        clf = DigitsClassifier(data.shape[0]).eval()
+    if not _read_cached(path, clf):
+        clf = _train_classifier(data, epochs)
+        try:
+            atomic_write(path, lambda tmp: torch.save(clf.state_dict(), tmp))
+        except OSError:
+            pass  # a read-only cache: train again next time, never fail the evaluation for it
     with torch.no_grad():
         accuracy = float((clf(data.test).argmax(1) == data.labels["test"]).float().mean())
     return clf, accuracy
 
 
-def digits_classifier(data_cfg) -> tuple[DigitsClassifier, float]:
-    """The classifier of digits images at this data config (trained once per process, seed 0, on the
-    training split) and its test accuracy."""
+def digits_classifier(data_cfg, epochs: int = CLASSIFIER_EPOCHS) -> tuple[DigitsClassifier, float]:
+    """The classifier of digits images at this data config and its test accuracy: trained once (seed 0, on the
+    training split), its weights cached on disk (:func:`classifier_cache_path`, written atomically; a damaged
+    file is trained again), so later processes only read them."""
     from dataclasses import astuple
 
-    return _classifier(astuple(data_cfg))
+    return _classifier(astuple(data_cfg), epochs)
 
 
 @torch.no_grad()

@@ -66,27 +66,41 @@ def fig2_table(runs: list[FinishedRun], varying: list[str]) -> Table:
 
 
 def plot_against_T(table: Table, path: Path) -> Path:
-    """Figure 2: test-loss area, training loss and FID against T, one line per group."""
+    """Figure 2 (:func:`fig2_figure`), written to ``path``."""
+    return save_figure(fig2_figure(table), path)
+
+
+def fig2_figure(table: Table):
+    """Figure 2: test-loss area, training loss and FID against T, one line per group. Without any FID (no
+    ``--fid-weights`` and no stand-in for the images, or no samples) the third panel says so instead of
+    showing empty axes."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     groups = sorted({row.fields["group"] for row in table.rows})
+    has_fid = any(row.cells["FID"].values for row in table.rows if "FID" in row.cells)
+    panels = ("test loss area", "train loss", "FID") if has_fid else ("test loss area", "train loss")
     for group in groups:
         rows = [row for row in table.rows if row.fields["group"] == group]
         Ts = [row.fields["T"] for row in rows]
-        for ax, label in zip(axes, ("test loss area", "train loss", "FID")):
+        for ax, label in zip(axes, panels):
             mean = np.array([row.cells[label].mean for row in rows])
             std = np.array([row.cells[label].std for row in rows])
             ax.errorbar(Ts, mean, yerr=np.nan_to_num(std), marker="o", capsize=3, label=group or None)
     kinds = sorted({row.tail["fid_kind"] for row in table.rows})
     axes[0].set(xlabel="diffusion steps T", ylabel="area under the test loss per timestep", title="test loss")
     axes[1].set(xlabel="diffusion steps T", ylabel="noise-prediction MSE, last window", title="training loss")
-    axes[2].set(xlabel="diffusion steps T", ylabel="FID")
-    axes[2].set_title("FID, features: " + textwrap.fill("; ".join(kinds), 45), fontsize=9)
-    for ax in axes:
+    if has_fid:
+        axes[2].set(xlabel="diffusion steps T", ylabel="FID")
+        axes[2].set_title("FID, features: " + textwrap.fill("; ".join(kinds), 45), fontsize=9)
+    else:
+        axes[2].axis("off")
+        axes[2].text(0.5, 0.5, "no FID\n" + textwrap.fill("; ".join(kinds), 40), ha="center", va="center", fontsize=9,
+                     transform=axes[2].transAxes)
+    for ax in axes[:len(panels)]:
         ax.grid(alpha=0.3)
         if any(groups):
             ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return fig
 
 
 def plot_loss_curves(runs: list[FinishedRun], path: Path) -> Path:

@@ -34,13 +34,15 @@ def default_steps(T: int) -> list[int]:
 def iterate_steps(model, data, data_cfg, steps: list[int], *, n_samples: int, seed: int, out_dir: Path,
                   on_step: Callable[[], None] | None = None, sampler: str = "ddim") -> dict:
     """Sample ``n_samples`` images with each step count from one starting noise; write a grid per count
-    (``steps_{n}.png``) and an overview (``steps_overview.png``: 8 samples, one row per count).
+    (``steps_{n}.png``, titled with the count) and an overview (``steps_overview.png``: 8 samples, one row per
+    count, each row labelled with its count).
 
     ``change`` is the root-mean-square pixel difference (pixels in [-1, 1]) from the samples of the
     previous step count: with the deterministic DDIM sampler it shrinks as the samples stop depending
     on the number of iterations. The ancestral DDPM sampler draws new noise at every step, so with
     another step count it makes another sample, and the change stays large."""
-    from .metrics import digits_classifier, quality_score, save_grid
+    from ..plots import image_panels_figure, save_figure
+    from .metrics import digits_classifier, quality_score
     from .sampling import sample, sampling_timesteps
 
     for n in steps:
@@ -52,14 +54,17 @@ def iterate_steps(model, data, data_cfg, steps: list[int], *, n_samples: int, se
     for n in steps:
         x = sample(model, noise, n, generator=torch.Generator(device=dev).manual_seed(seed + 1), sampler=sampler,
                    on_step=(lambda i: on_step()) if on_step else None).cpu()
-        grid = save_grid(x, out_dir / f"steps_{n}.png", nrow=int(math.ceil(math.sqrt(n_samples))))
+        grid = save_figure(image_panels_figure([(f"{n} steps", x)], f"{sampler} sampling, {n} of T = {model.timesteps} steps "
+                                               f"({n_samples} samples, seed {seed})", nrow=int(math.ceil(math.sqrt(n_samples)))),
+                           out_dir / f"steps_{n}.png")
         row = {"steps": n, "change": None if previous is None else float((x - previous).pow(2).mean().sqrt()), "grid": str(grid)}
         if clf is not None:
             row["quality"] = quality_score(clf, x)["confident"]
         rows.append(row)
         previous = x
-        firsts.append(x[:8])
-    overview = save_grid(torch.cat(firsts), out_dir / "steps_overview.png", nrow=min(8, n_samples))
+        firsts.append((f"{n} steps", x[:8]))
+    overview = save_figure(image_panels_figure(firsts, f"{sampler} sampling from one noise, T = {model.timesteps}: "
+                                               "one row per number of steps"), out_dir / "steps_overview.png")
     return {"model": "ddpm", "timesteps": model.timesteps, "samples": n_samples, "seed": seed, "sampler": sampler,
             "spacing": "trailing: t_i = round(T - i T / n) - 1", "rows": rows, "overview": str(overview)}
 

@@ -77,22 +77,22 @@ def _fmt(v, spec: str) -> str:
 def score(
     folder: Annotated[Path, typer.Argument(help="a ColabFold results folder (recycle run's --out, or one made elsewhere)")],
     reference: Annotated[Path, typer.Option("--reference", help="the experimental structure (PDB/mmCIF), or a folder of {target}.pdb")],
-    chain: Annotated[Optional[str], typer.Option("--chain", help="the reference's chain [default: its first]")] = None,
+    chain: Annotated[Optional[str], typer.Option("--chain", help="the reference's chain \\[default: its first]")] = None,
     align: Annotated[bool, typer.Option("--align", help="match residues by sequence alignment, not by residue number")] = False,
     window: Annotated[int, typer.Option("--window", help="recycles over which a worsening score flags a trajectory")] = 2,
     rmsd_tol: Annotated[float, typer.Option("--rmsd-tol", help="CA-RMSD rise (A) that counts as worsening")] = 0.25,
     gdt_tol: Annotated[float, typer.Option("--gdt-tol", help="GDT-TS drop (points) that counts as worsening")] = 1.0,
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="where the per-recycle table goes [default: FOLDER/recycle_scores.csv]")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="where the per-recycle table goes \\[default: FOLDER/recycle_scores.csv]")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score every target x model x seed x recycle: CA-RMSD, GDT-TS/HA, TM-score (fixed residue correspondence, and TM-align's
-    with tmtools), lDDT (no stereochemistry checks), pLDDT, residuals; flag non-convergence."""
+    with tmtools), lDDT (no stereochemistry checks), pLDDT, residuals; flag non-convergence (exit 1 if any trajectory is
+    flagged)."""
     from rich.progress import Progress
 
     from .score import SCORES_CSV, ScoreOptions, score_folder, summarise, write_csv
 
     from ..config import from_dict
-    from ..protein.tmalign import INSTALL_HINT as TM_ALIGN_HINT
     from .sweep_point import RecycleScoreConfig
 
     from_dict(RecycleScoreConfig, {"window": window, "rmsd_tol": rmsd_tol, "gdt_tol": gdt_tol}, what="option")  # the bounds
@@ -102,10 +102,19 @@ def score(
         rows = score_folder(folder, reference, opts, on_trajectory=lambda done, total: progress.update(bar, completed=done, total=total))
     csv_path = csv_path or folder / SCORES_CSV
     write_csv(csv_path, rows)
+    summary = summarise(rows)
     if as_json:
         print_json(rows)  # a list of rows, one per target x model x seed x recycle
-        return
-    summary = summarise(rows)
+    else:
+        _show_summary(summary, reference, csv_path)
+    if any(s["flagged"] for s in summary):
+        raise typer.Exit(1)  # the check failed: a trajectory worsens, stalls or ends elsewhere than the reference
+
+
+def _show_summary(summary: list[dict], reference: Path, csv_path: Path) -> None:
+    """The per-trajectory table, the flagged trajectories and where the per-recycle scores went."""
+    from ..protein.tmalign import INSTALL_HINT as TM_ALIGN_HINT
+
     table = Table(title=escape(f"recycles against {reference.name}"), box=box.SIMPLE_HEAD, padding=(0, 1))
     for col in ("target", "model", "seed", "N", "matched", "CA-RMSD r0->rN", "GDT-TS r0->rN", "TM fixed-match rN", "TM-align rN",
                 "residual", "ratio", "verdict"):

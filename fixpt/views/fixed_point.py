@@ -103,7 +103,7 @@ class FixedPointView(View):
                           ["k", "residual (rel)", "residual (abs)", f"{opts.split} {metric.name}"])
         table.rows = [[str(r["k"]) + (" (trained)" if r["k"] == depth else ""), _fmt(r["residual"], ".3e"),
                        _fmt(r["abs_residual"], ".3e"), _fmt(r[metric.name], ".4f")] for r in rows]
-        return ViewResult(result, [table], notes, ok=not sol.diverged)
+        return ViewResult(result, [table], notes, ok=sol.converged)  # exit 1: diverged, or not converged within --max-iter
 
     def contraction(self, trained: Trained, opts: ContractionOptions) -> ViewResult:
         model, data = trained.model, trained.data
