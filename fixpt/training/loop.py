@@ -17,9 +17,11 @@ import torch
 from ..config import from_dict, to_dict
 from ..device import resolve_device
 from ..errors import DivergenceError, FixptError
+from ..models.base import IterativeModel
 from ..tracking import RunLog, flatten
 from .build import build_model
 from .parts import BestEpoch, autocast, count_parameters, seed_everything
+from .penalty import JacobianPenalty
 from .resume import EPOCH_FORMAT, read_state, restore_epoch_state, resumed_configs, save_epoch_state
 from .rundir import CKPT, RunDir
 
@@ -41,19 +43,38 @@ def _batches(data, index, batch_size: int) -> list:
     return [data.subset(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
 
 
-def _train_epoch(model, task, batches, opt, cast, epoch: int) -> float:
+def _train_epoch(model, task, batches, opt, cast, epoch: int, penalty: JacobianPenalty | None = None) -> float:
+    """One epoch of Adam steps; the loss is the task's plus, with ``--jac-penalty``, the Jacobian term."""
     model.train()
     losses = []
     for batch in batches:
         opt.zero_grad(set_to_none=True)
         with cast():
             loss = task.loss(model(batch), batch, "train")
+            if penalty is not None:
+                loss = loss + penalty(model, batch)
         if not torch.isfinite(loss):
             raise DivergenceError(f"training loss became {float(loss)} at epoch {epoch}; lower --lr, raise --alpha or use --contractive")
         loss.backward()
         opt.step()
         losses.append(loss.item())
     return sum(losses) / len(losses)
+
+
+def _solver_extras(model, model_name: str, tcfg) -> JacobianPenalty | None:
+    """Switch on ``--warm-start`` and build the ``--jac-penalty`` term (None when off), each refused with one line
+    for a model it cannot apply to."""
+    if tcfg.warm_start:
+        if not isinstance(model, IterativeModel):
+            raise FixptError(f"--warm-start needs a model solved by fixpt.solve; {model_name} has no fixed-point solve")
+        model.enable_warm_start()
+    return JacobianPenalty.for_run(tcfg, model, model_name)
+
+
+def solver_work(model, epochs: int) -> dict:
+    """How much solving a run's epochs took: operator evaluations in all (training and evaluation passes) and per epoch."""
+    total = model.operator_evaluations if isinstance(model, IterativeModel) else 0
+    return {"operator_evaluations": total, "operator_evaluations_per_epoch": total / max(epochs, 1)} if total else {}
 
 
 def fit_epochs(spec, task, request) -> dict:
@@ -73,6 +94,7 @@ def fit_epochs(spec, task, request) -> dict:
     seed_everything(tcfg.seed)
     model, data, mcfg, dcfg = build_model(spec, task, request.model_config, request.data, dev, tcfg.param_budget)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    penalty = _solver_extras(model, spec.name, tcfg)
     metric = task.metric_for(dcfg)
     if tcfg.batch_size and not task.minibatches:
         raise FixptError(f"batch_size applies to tasks with independent samples; {task.name} trains on one whole graph (use 0)")
@@ -88,7 +110,7 @@ def fit_epochs(spec, task, request) -> dict:
         for epoch in range(first, tcfg.epochs + 1):
             if tracker.exhausted:
                 break
-            train_loss = _train_epoch(model, task, _batches(data, index, tcfg.batch_size), opt, cast, epoch)
+            train_loss = _train_epoch(model, task, _batches(data, index, tcfg.batch_size), opt, cast, epoch, penalty)
             ev = {"train_loss": train_loss, **evaluate(model, task, data, metric)}
             _check_validation(ev, metric.name, epoch)
             log.row(epoch, ev)
@@ -98,7 +120,8 @@ def fit_epochs(spec, task, request) -> dict:
                 save_epoch_state(folder, configs, epoch, model, opt, tracker, log, before + time.perf_counter() - start)
             if request.on_epoch is not None:
                 request.on_epoch(epoch, ev)
-        run = Finished(spec.name, task, model, data, metric, (mcfg, dcfg, tcfg), dev, before + time.perf_counter() - start)
+        run = Finished(spec.name, task, model, data, metric, (mcfg, dcfg, tcfg), dev, before + time.perf_counter() - start,
+                       extra=solver_work(model, tracker.epochs_run), penalty=penalty)
         metrics = finish_run(run, tracker, folder, save_ckpt=request.save_ckpt)
         log.finish(metrics, folder / CKPT if request.save_ckpt and folder.path is not None else None)
     folder.remove_state()  # the run is complete: nothing to resume
@@ -148,6 +171,7 @@ class Finished:
     device: torch.device
     seconds: float
     extra: dict | None = None
+    penalty: JacobianPenalty | None = None
 
 
 def finish_run(run: Finished, tracker: BestEpoch, folder: RunDir, *, save_ckpt: bool) -> dict:
@@ -161,6 +185,7 @@ def finish_run(run: Finished, tracker: BestEpoch, folder: RunDir, *, save_ckpt: 
     best, last, m = tracker.best, tracker.last, run.metric.name
     mcfg, dcfg, tcfg = run.configs
     run.model.load_state_dict(best["state"])
+    penalty_end = run.penalty.end_of_training(run.model) if run.penalty is not None else {}
     evaluate(run.model, run.task, run.data, run.metric)  # leaves the final (eval-mode) solve in the model
     metrics = {
         "model": run.model_name, "task": run.task.name,
@@ -168,7 +193,7 @@ def finish_run(run: Finished, tracker: BestEpoch, folder: RunDir, *, save_ckpt: 
         f"test_{m}_last_epoch": last[f"test_{m}"], f"val_{m}_last_epoch": last[f"val_{m}"],
         "best_epoch": best["epoch"], "epochs_run": tracker.epochs_run, "seconds": run.seconds,
         "parameters": count_parameters(run.model), "hidden": to_dict(mcfg).get("hidden"), "device": str(run.device),
-        **(run.extra or {}),
+        **(run.extra or {}), **penalty_end,
     }
     metrics.update(run.model.run_statistics())
     references = run.task.reference_scores(run.data, run.metric)
