@@ -153,3 +153,13 @@ def test_the_default_gin_mlp_and_widths():
 ])
 def test_bad_pyg_backbones_are_one_line_errors(tmp_path, args, needles):
     one_line_error(run("train", "pign", *args, *CSBM, "--epochs", 1, "--out", tmp_path / "run", "--device", "cpu"), *needles)
+
+
+def test_a_seed_batch_of_a_pyg_backbone_is_refused_by_name():
+    """Seed batches need fixpt's fast kernels (vmap rules): a sweep trains pyg seeds one at a time, and asking for a
+    batch directly is a one-line error, never a crash inside vmap."""
+    from fixpt.seed_batch import train_seeds, unbatchable_reason
+
+    assert "torch-geometric" in unbatchable_reason("pign", {"backbone": "pyg:GINConv"}, {})
+    with pytest.raises(FixptError, match="cannot be trained as a seed batch.*one at a time"):
+        train_seeds("pign", {"backbone": "pyg:GINConv", "hidden": 8}, {"csbm_nodes": 60}, {"epochs": 1}, [0, 1], device="cpu")
