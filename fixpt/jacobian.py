@@ -48,9 +48,12 @@ def _per_sample_dot(a: Tensor, b: Tensor, batched: bool) -> Tensor:
 
 
 def _transpose_product(P: Operator, z: Tensor, u: Tensor) -> Tensor:
-    """:math:`J_P(z)^\\top u`, differentiable in P's parameters (the graph is kept)."""
+    """:math:`J_P(z)^\\top u`, differentiable in P's parameters (the graph is kept). Attention runs on the math
+    kernel of ``scaled_dot_product_attention``: the fused kernels' backward has no derivative of its own."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     z_in = z.detach().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
         (out,) = torch.autograd.grad(P(z_in), z_in, u, create_graph=True)
     return out
 

@@ -61,3 +61,18 @@ def test_warm_start_saves_evaluations_and_reaches_the_same_fixed_point(tmp_path)
     assert warm["operator_evaluations"] < 0.9 * cold["operator_evaluations"]  # measured: 15 % fewer here
     # a unique fixed point: the same accuracy from either start (the solve's tolerance is far below a class margin)
     assert warm["test_accuracy"] == pytest.approx(cold["test_accuracy"], abs=0.02)
+
+
+def test_penalty_on_a_batched_field_model_records_per_sample_norms(tmp_path):
+    """ANIE on a tiny Navier-Stokes set, through a sweep point: the penalty runs on a batch of samples
+    (block-diagonal J) and records its estimates and the checkpoint's converged local norm."""
+    import json
+
+    from fixpt.models.examples import tiny_navier_stokes_run
+    from fixpt.sweep import Run, execute, resolve
+
+    run = Run(model="anie", params={**tiny_navier_stokes_run(tmp_path / "data"), "jac_penalty": 1.0, "jac_steps": 2})
+    resolve(run)
+    assert execute(run, tmp_path / "sweep", device="cpu", save_ckpt=True)["status"] == "done"
+    metrics = json.loads((tmp_path / "sweep" / "runs" / run.id / "metrics.json").read_text())
+    assert metrics["jac_norm_end"] > 0 and metrics["jac_norm_last"] > 0 and metrics["jac_penalty_last"] >= 0
