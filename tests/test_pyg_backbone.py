@@ -163,3 +163,12 @@ def test_a_seed_batch_of_a_pyg_backbone_is_refused_by_name():
     assert "torch-geometric" in unbatchable_reason("pign", {"backbone": "pyg:GINConv"}, {})
     with pytest.raises(FixptError, match="cannot be trained as a seed batch.*one at a time"):
         train_seeds("pign", {"backbone": "pyg:GINConv", "hidden": 8}, {"csbm_nodes": 60}, {"epochs": 1}, [0, 1], device="cpu")
+
+
+@pytest.mark.parametrize("given", ['{"train_eps": true, "eps": 0.5}', {"train_eps": True, "eps": 0.5}])
+def test_block_kwargs_from_the_command_line_or_a_preset_mapping(given):
+    """JSON from --block-kwargs, or a preset's YAML mapping (which the config stores as its text)."""
+    cfg = from_dict(PIGNConfig, {"backbone": "pyg:GINConv", "hidden": 8, "block_kwargs": given})
+    assert cfg.block_arguments() == {"train_eps": True, "eps": 0.5}
+    conv = PIGN(cfg, 4, 2).block.pyg.conv
+    assert float(conv.eps.detach()) == 0.5 and conv.eps.requires_grad  # train_eps: eps is a parameter

@@ -7,6 +7,10 @@
   (:mod:`.reference`), ``torch.nn.functional.dropout`` and ``F.linear``: public API only, slower,
   and no seed batches. Same parameters, so a checkpoint loads into either.
 
+Beyond the three blocks, :mod:`.pyg` opens the reference side to any ``torch_geometric.nn``
+convolution by class name (PIGN's ``--backbone pyg:NAME``): built square, checked when built,
+always run by torch-geometric.
+
 A block takes its backend when it is built, from :func:`backend`: the ``FIXPT_KERNELS`` environment
 variable (``fast`` or ``reference``). Before the fast kernels are first used they are checked on
 a tiny graph against dense products (:func:`self_check`); if that fails (say a torch upgrade broke
