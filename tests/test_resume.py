@@ -78,7 +78,7 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("family", ["pign", "vit"])
 def test_a_sigkilled_run_resumes_to_the_uninterrupted_history(family, ns_file, tmp_path):
     if family == "pign":  # full batch, with dropout: the resumed masks must be the uninterrupted run's
-        flags, epochs = ["pign", *PIGN_FLAGS, "--epochs", "80"], 80
+        flags, epochs = ["pign", *PIGN_FLAGS, "--epochs", "80", "--ckpt-every", "3"], 80
     else:  # minibatches of 4 in a random order: the resumed order must be the uninterrupted run's
         flags, epochs = ["vit", "--variant", "vit-small", "--n-iter", "2", "--data-file", ns_file, "--in-frames", "2",
                          "--out-frames", "2", "--batch-size", "4", "--epochs", "40", "--device", "cpu"], 40
@@ -121,7 +121,7 @@ def test_anie_killed_between_states_trains_the_lost_epochs_again(ns_file, tmp_pa
 
 def test_an_early_stopped_run_resumes_its_patience(tmp_path):
     """Patience 3 runs out before the last epoch: the resumed run stops at the same epoch with the same best epoch."""
-    cfgs = (PIGN, CSBM, {"epochs": 60, "patience": 3, "lr": 0.05})
+    cfgs = (PIGN, CSBM, {"epochs": 60, "patience": 3, "lr": 0.05, "ckpt_every": 1})
     full = train("pign", *cfgs, out=tmp_path / "full", device="cpu")
     assert full["epochs_run"] < 60
     with pytest.raises(Killed):
@@ -134,7 +134,7 @@ def test_an_early_stopped_run_resumes_its_patience(tmp_path):
 def test_a_killed_sweep_point_continues_from_its_state(tmp_path):
     from fixpt import sweep as sw
 
-    (tmp_path / "p.yaml").write_text("model: pign\nbase: {dataset: csbm, csbm_nodes: 200, hidden: 8, dropout: 0.5, epochs: 12}\n")
+    (tmp_path / "p.yaml").write_text("model: pign\nbase: {dataset: csbm, csbm_nodes: 200, hidden: 8, dropout: 0.5, epochs: 12, ckpt_every: 3}\n")
     plan = sw.load_preset(tmp_path / "p.yaml")
     (run,) = plan.runs
     folder = sw.run_dir(tmp_path / "sweep", run).path
@@ -152,7 +152,7 @@ def test_resume_errors_are_one_line(tmp_path):
     res = runner.invoke(app, ["train", "pign", "--resume", str(tmp_path)])
     assert res.exit_code == 2 and "no train_state.pt" in res.output
     with pytest.raises(Killed):
-        train("pign", PIGN, CSBM, {"epochs": 5}, out=tmp_path / "run", device="cpu", on_epoch=kill_at(2))
+        train("pign", PIGN, CSBM, {"epochs": 5, "ckpt_every": 1}, out=tmp_path / "run", device="cpu", on_epoch=kill_at(2))
     res = runner.invoke(app, ["train", "pign", "--resume", str(tmp_path / "run"), "--hidden", "16", "--device", "cpu"])
     assert res.exit_code == 2 and "--hidden 16 conflicts with the run being resumed (hidden=8)" in res.output
     assert len(res.output.strip().splitlines()) == 1
