@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-
 @dataclass
 class TrainConfig:
     epochs: int = field(default=200, metadata={"min": 1, "help": "training epochs (full batch)"})
@@ -17,6 +16,11 @@ class TrainConfig:
     batch_size: int = field(default=0, metadata={"min": 0, "help": "training samples per step for sample tasks (0: the whole training set)"})
     ckpt_every: int = field(default=10, metadata={"min": 1, "help": "write the resumable train_state.pt every this many epochs"})
     resume: str = field(default="", metadata={"help": "continue the killed run in this folder from its train_state.pt"})
+    jac_penalty: float = field(default=0.0, metadata={"min": 0, "help": "weight lambda of the Frechet-derivative penalty lambda * relu(||J_P(z*)|| - jac_target)^2 (0: off; models solved by fixpt.solve)"})
+    jac_norm: str = field(default="spectral", metadata={"choices": ("spectral", "frobenius"), "help": "norm of the penalty: spectral (||J||_2, power iteration) or frobenius (||J||_F / sqrt(n), Hutchinson; not a bound on ||J||_2)"})
+    jac_target: float = field(default=0.9, metadata={"min": 0, "help": "the penalty acts only above this norm"})
+    jac_steps: int = field(default=1, metadata={"min": 1, "max": 100, "help": "power steps (spectral) or probes (frobenius) per training step; the power vector is warm-started"})
+    warm_start: bool = field(default=False, metadata={"help": "start each solve from the previous epoch's solution of the same data (models with a tolerance stop)"})
 
     @property
     def use_amp(self) -> bool:
