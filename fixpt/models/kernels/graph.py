@@ -66,8 +66,8 @@ def as_graph(graph: Graph | Tensor, num_nodes: int, needs: Iterable[str], backen
 
 class GraphCache:
     """The :class:`Graph` of each data object a model runs on, built on first sight and then reused while
-    ``data.edge_index`` and ``data.x`` are the same tensors, unmodified (identity and version; the
-    entry holds them, so their ids stay theirs). Keeps the ``size`` most recent graphs."""
+    ``data.edge_index``, ``data.x`` and the edge features are the same tensors, unmodified (identity and
+    version; the entry holds them, so their ids stay theirs). Keeps the ``size`` most recent graphs."""
 
     def __init__(self, needs: Iterable[str], backend: str, size: int = 4):
         self.needs, self.backend, self.size = frozenset(needs), backend, size
@@ -75,11 +75,13 @@ class GraphCache:
 
     def __call__(self, data) -> Graph:
         edge_index, x = data.edge_index, getattr(data, "x", None)
-        versions = (edge_index._version, None if x is None else x._version, data.num_nodes)
+        features = {k: getattr(data, k, None) for k in EDGE_FEATURES}
+        # edge features by identity too (the Graph holds them, so their ids stay theirs) and version
+        edges = tuple(None if f is None else (id(f), f._version) for f in features.values())
+        versions = (edge_index._version, None if x is None else x._version, data.num_nodes, edges)
         for ei, xx, v, graph in self._entries:
             if ei is edge_index and xx is x and v == versions:
                 return graph
-        features = {k: getattr(data, k, None) for k in EDGE_FEATURES}
         graph = Graph(edge_index, data.num_nodes, x, needs=self.needs, backend=self.backend, edge_features=features)
         others = [e for e in self._entries if not (e[0] is edge_index and e[1] is x)]  # a stale version goes
         self._entries = others[len(others) - self.size + 1:] + [(edge_index, x, versions, graph)]
