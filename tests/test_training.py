@@ -48,3 +48,14 @@ def test_a_run_kept_in_memory_writes_nothing(tmp_path):
     d = RunDir(None)
     d.write_metrics({"a": 1})
     assert d.write_error(ValueError("bad")) == "ValueError: bad" and list(tmp_path.iterdir()) == []
+
+
+def test_an_infeasible_epoch_is_chosen_only_while_no_feasible_one_exists():
+    t = BestEpoch("acc", higher_is_better=True, patience=10)
+    t.update(1, ev(0.6, 1.0), feasible=False)
+    assert t.best["epoch"] == 1  # nothing feasible yet: the best infeasible one
+    t.update(2, ev(0.4, 1.0), feasible=True)
+    assert t.best["epoch"] == 2  # feasible beats a better score that breaks the constraint
+    t.update(3, ev(0.9, 0.1), feasible=False)
+    t.update(4, ev(0.5, 1.0), feasible=True)
+    assert t.best["epoch"] == 4

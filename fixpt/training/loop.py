@@ -111,10 +111,10 @@ def fit_epochs(spec, task, request) -> dict:
             if tracker.exhausted:
                 break
             train_loss = _train_epoch(model, task, _batches(data, index, tcfg.batch_size), opt, cast, epoch, penalty)
-            ev = {"train_loss": train_loss, **evaluate(model, task, data, metric)}
+            ev = {"train_loss": train_loss, **(penalty.epoch_record() if penalty else {}), **evaluate(model, task, data, metric)}
             _check_validation(ev, metric.name, epoch)
             log.row(epoch, ev)
-            if tracker.update(epoch, ev):
+            if tracker.update(epoch, ev, feasible=penalty is None or penalty.feasible):
                 tracker.best["state"] = copy.deepcopy(model.state_dict())
             if epoch % tcfg.ckpt_every == 0:
                 save_epoch_state(folder, configs, epoch, model, opt, tracker, log, before + time.perf_counter() - start)

@@ -36,16 +36,17 @@ class BestEpoch:
 
     def __init__(self, metric: str, higher_is_better: bool, patience: int):
         self.metric, self.sign, self.patience = metric, 1.0 if higher_is_better else -1.0, patience
-        self.best: dict = {"key": (-math.inf, -math.inf)}
+        self.best: dict = {"key": (False, -math.inf, -math.inf)}
         self.last: dict = {}
         self.since_best = 0
         self.epochs_run = 0
 
-    def update(self, epoch: int, ev: dict, **keep) -> bool:
+    def update(self, epoch: int, ev: dict, feasible: bool = True, **keep) -> bool:
         """Record epoch ``epoch``'s evaluation; True if it is the best so far (then ``keep``, e.g. the weights,
-        is stored beside it in ``best``)."""
+        is stored beside it in ``best``). An epoch that is not ``feasible`` (it breaks a constraint the run
+        declared, e.g. ``--jac-target``) is chosen only while no feasible one has been seen."""
         self.epochs_run, self.last = epoch, ev
-        key = (self.sign * ev[f"val_{self.metric}"], -ev["val_loss"])
+        key = (bool(feasible), self.sign * ev[f"val_{self.metric}"], -ev["val_loss"])
         if key > self.best["key"]:
             self.best = {"key": key, "epoch": epoch, **ev, **keep}
             self.since_best = 0

@@ -12,7 +12,9 @@ of the operator as evaluation runs it (the model in eval mode: no dropout inside
 operator ``fixpt check-contraction`` and ``fixpt iterate`` examine. ``metrics.json`` records the last
 penalty (``jac_penalty_last``), the last training estimate (``jac_norm_last``) and, at the end of training,
 the local norm at the evaluation solution of the last training batch by a converged power iteration
-(``jac_norm_end``, the same estimate as ``check-contraction``'s local norms).
+(``jac_norm_end``, the same estimate as ``check-contraction``'s local norms). Every epoch's ``history.csv``
+row has ``jac_norm`` and ``jac_penalty``, and model selection prefers epochs whose estimate is at or below
+the target (:attr:`JacobianPenalty.feasible`; see :class:`~fixpt.training.parts.BestEpoch`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,16 @@ class JacobianPenalty:
         self.last_value, self.last_norm = float(value.detach()), float(estimates.detach().max())
         self._last_batch = batch
         return value
+
+    @property
+    def feasible(self) -> bool:
+        """Whether the last training estimate is at or below the target: model selection prefers such epochs, so
+        the checkpoint is one the penalty has brought under its target whenever training reached one."""
+        return self.last_norm <= self.target
+
+    def epoch_record(self) -> dict:
+        """The columns an epoch's ``history.csv`` row gains: the last estimate and penalty of the epoch."""
+        return {"jac_norm": self.last_norm, "jac_penalty": self.last_value}
 
     def end_of_training(self, model: IterativeModel) -> dict:
         """What ``metrics.json`` records: the last penalty and estimate, and the converged local norm at the
