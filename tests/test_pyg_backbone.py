@@ -50,7 +50,9 @@ def test_gin_pign_trains_iterates_and_checks_contraction(tmp_path):
     config = load_checkpoint(out / "ckpt.pt")["config"]
     assert config["backbone"] == "pyg:GINConv" and json.loads(config["block_kwargs"]) == {"eps": 0.1}
     # the checkpoint rebuilds the same conv: iterating to the trained depth reproduces the trained test accuracy
-    it = json.loads(ok("iterate", out / "ckpt.pt", "--json").stdout)
+    res = run("iterate", out / "ckpt.pt", "--json")
+    it = json.loads(res.stdout)
+    assert res.exit_code == (0 if it["converged_at"] is not None else 1), res.output  # 1: not converged within --max-iter
     trained = [r for r in it["iterations"] if r["k"] == metrics["n_iter"]]
     assert trained and trained[0]["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     res = run("check-contraction", out / "ckpt.pt", "--samples", 3, "--iters", 20, "--json")
