@@ -108,7 +108,7 @@ def test_anie_killed_between_states_trains_the_lost_epochs_again(ns_file, tmp_pa
     """A state every 2 epochs, killed at epoch 5: the resumed run starts again after epoch 4, and the rows the
     killed process wrote after that state are replaced by the retrained ones."""
     data = {"data_file": ns_file, "in_frames": 2, "out_frames": 2}
-    cfgs = ({"n_iter": 2}, data, {"epochs": 8, "batch_size": 4, "ckpt_every": 2})
+    cfgs = ({"n_iter": 2}, data, {"epochs": 6, "batch_size": 4, "ckpt_every": 2})
     train("anie", *cfgs, out=tmp_path / "full", device="cpu")
     with pytest.raises(Killed):
         train("anie", *cfgs, out=tmp_path / "killed", device="cpu", on_epoch=kill_at(5))
