@@ -179,3 +179,16 @@ def test_history_keeps_its_rows_through_a_cut_last_line(tmp_path):
     folder.append_history({"epoch": 3, "train_loss": 0.125})
     assert [r["epoch"] for r in folder.read_history()] == [1, 2, 3]
     assert (tmp_path / "history.csv").read_text().splitlines()[0] == "epoch,train_loss"
+
+
+def test_a_run_with_the_jacobian_penalty_and_warm_starts_resumes_exactly(tmp_path):
+    """The power vector, the penalty's generator and the warm starts travel in train_state.pt: without them the
+    resumed run would draw a new power vector and start its solves from f, and its history would differ."""
+    model = {**PIGN, "contractive": True, "tol": 1e-4, "max_iter": 40}
+    cfgs = (model, CSBM, {"epochs": 8, "ckpt_every": 1, "jac_penalty": 1.0, "jac_norm": "spectral", "warm_start": True})
+    train("pign", *cfgs, out=tmp_path / "full", device="cpu")
+    with pytest.raises(Killed):
+        train("pign", *cfgs, out=tmp_path / "killed", device="cpu", on_epoch=kill_at(4))
+    _mark(tmp_path / "killed")
+    train("pign", *cfgs[:2], {**cfgs[2], "resume": str(tmp_path / "killed")}, device="cpu")
+    _same_run(tmp_path / "killed", tmp_path / "full")

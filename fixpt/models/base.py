@@ -67,6 +67,16 @@ class IterativeModel(nn.Module):
                              "of iterations (tol 0), which a warm start would change; set a tolerance (e.g. --tol 1e-4) or drop --warm-start")
         self.warm_starts = {}
 
+    def solver_state(self) -> dict:
+        """What a resumed run needs of the solves so far: the evaluation count and the warm starts (plain tensors)."""
+        warm = [{"training": key[0], "z": z.cpu()} for key, z in (self.warm_starts or {}).items()]
+        return {"operator_evaluations": int(self.operator_evaluations), "warm_starts": warm if self.warm_starts is not None else None}
+
+    def load_solver_state(self, state: dict, device: torch.device) -> None:
+        self.operator_evaluations = int(state.get("operator_evaluations", 0))
+        if state.get("warm_starts") is not None and self.warm_starts is not None:
+            self.warm_starts = {(w["training"], tuple(w["z"].shape), device): w["z"].to(device) for w in state["warm_starts"]}
+
     def _start(self, f: Tensor) -> tuple[Tensor, tuple | None]:
         """The first iterate (the warm start, else f) and the key its solution is kept under."""
         if self.warm_starts is None:

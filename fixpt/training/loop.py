@@ -71,6 +71,19 @@ def _solver_extras(model, model_name: str, tcfg) -> JacobianPenalty | None:
     return JacobianPenalty.for_run(tcfg, model, model_name)
 
 
+def _solver_state(model, penalty: JacobianPenalty | None) -> dict:
+    """The solves' state a resumed run needs (see :func:`~fixpt.training.resume.save_epoch_state`)."""
+    state = model.solver_state() if isinstance(model, IterativeModel) else {}
+    return {**state, "penalty": penalty.state_dict()} if penalty is not None else state
+
+
+def _load_solver_state(model, penalty: JacobianPenalty | None, state: dict, device) -> None:
+    if isinstance(model, IterativeModel):
+        model.load_solver_state(state, device)
+    if penalty is not None and state.get("penalty"):
+        penalty.load_state_dict(state["penalty"], device)
+
+
 def solver_work(model, epochs: int) -> dict:
     """How much solving a run's epochs took: operator evaluations in all (training and evaluation passes) and per epoch."""
     total = model.operator_evaluations if isinstance(model, IterativeModel) else 0
@@ -103,6 +116,8 @@ def fit_epochs(spec, task, request) -> dict:
     tracker = BestEpoch(metric.name, metric.higher_is_better, tcfg.patience)
     configs = _state_configs(spec, task, request, dcfg, tcfg)
     first, before = restore_epoch_state(state, model, opt, tracker) if state else (1, 0.0)
+    if state:
+        _load_solver_state(model, penalty, state.get("solver", {}), dev)
     start = time.perf_counter()
     with log:
         log.start(flatten({k: configs[k] for k in ("model", "data", "train")}), {"model": spec.name, "task": task.name},
@@ -117,7 +132,8 @@ def fit_epochs(spec, task, request) -> dict:
             if tracker.update(epoch, ev, feasible=penalty is None or penalty.feasible):
                 tracker.best["state"] = copy.deepcopy(model.state_dict())
             if epoch % tcfg.ckpt_every == 0:
-                save_epoch_state(folder, configs, epoch, model, opt, tracker, log, before + time.perf_counter() - start)
+                save_epoch_state(folder, configs, epoch, model, opt, tracker, log, before + time.perf_counter() - start,
+                                 _solver_state(model, penalty))
             if request.on_epoch is not None:
                 request.on_epoch(epoch, ev)
         run = Finished(spec.name, task, model, data, metric, (mcfg, dcfg, tcfg), dev, before + time.perf_counter() - start,

@@ -64,6 +64,20 @@ class JacobianPenalty:
         self._last_batch = batch
         return value
 
+    def state_dict(self) -> dict:
+        """The power vector and the random generator, so a resumed run draws and iterates exactly as an uninterrupted one."""
+        est = self.estimator
+        v = getattr(est, "v", None)  # the spectral estimator's power vector; Hutchinson keeps none
+        return {"v": None if v is None else v.cpu(), "generator": est.generator.get_state(),
+                "last_value": self.last_value, "last_norm": self.last_norm}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        est = self.estimator
+        if state.get("v") is not None:
+            est.v = state["v"].to(device)
+        est.generator.set_state(state["generator"])
+        self.last_value, self.last_norm = float(state["last_value"]), float(state["last_norm"])
+
     @property
     def feasible(self) -> bool:
         """Whether the last training estimate is at or below the target: model selection prefers such epochs, so

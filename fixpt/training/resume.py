@@ -92,18 +92,18 @@ def resumed_configs(state: dict, given: dict[str, tuple[dict, dict]], length: st
 EPOCH_FORMAT = "fixpt-epoch-train-state"
 
 
-def save_epoch_state(folder, configs: dict, epoch: int, model, opt, best, log, seconds: float) -> None:
+def save_epoch_state(folder, configs: dict, epoch: int, model, opt, best, log, seconds: float, solver: dict | None = None) -> None:
     """The epoch loop's state after ``epoch`` into ``folder`` (a RunDir; nothing without a folder): the
     run's configs (``model_name``, ``task``, ``model``, ``data``, ``train``), the weights, Adam's state, the
     best-epoch tracker (with the best epoch's weights), the history and tracker reference of ``log``
-    (:class:`fixpt.tracking.RunLog`), the seconds trained and the generators' states."""
+    (:class:`fixpt.tracking.RunLog`), the seconds trained, the generators' states and ``solver``: the solves'
+    own state (evaluation count, warm starts, the Jacobian penalty's power vector and generator)."""
     if folder.path is None:
         return
     payload = {"format": EPOCH_FORMAT, "version": 1, **configs, "epoch": epoch, "seconds": seconds,
                "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "optimizer": opt.state_dict(),
                "best": {"best": best.best, "last": best.last, "since_best": best.since_best, "epochs_run": best.epochs_run},
-               "history": log.rows, "tracker": log.ref, "rng": rng_states(),
-               "operator_evaluations": int(getattr(model, "operator_evaluations", 0))}  # a solved model's running count
+               "history": log.rows, "tracker": log.ref, "rng": rng_states(), "solver": solver or {}}
     folder.write_state(STATE_FILE, payload)
 
 
@@ -116,6 +116,4 @@ def restore_epoch_state(state: dict, model, opt, best) -> tuple[int, float]:
     best.best = {**saved["best"], "key": tuple(saved["best"]["key"])}
     best.last, best.since_best, best.epochs_run = saved["last"], int(saved["since_best"]), int(saved["epochs_run"])
     set_rng_states(state["rng"])
-    if getattr(model, "operator_evaluations", None) is not None:
-        model.operator_evaluations = int(state.get("operator_evaluations", 0))
     return int(state["epoch"]) + 1, float(state["seconds"])
