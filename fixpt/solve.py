@@ -159,28 +159,33 @@ def _reads_late(device: torch.device) -> bool:
 
 
 class _HostRead:
-    """The two numbers of a stop test, brought to the host. On CUDA the copy goes into pinned memory
-    behind an event, so work queued after it (the next step) keeps the device busy while the host waits."""
+    """The two numbers of a stop test (the largest criterion, the largest size; NaN propagates), brought to the
+    host. On the CPU two reductions and two reads; on CUDA one stacked copy into pinned memory behind an event,
+    so that work queued after it (the next step) keeps the device busy while the host waits."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
-        self.value: Tensor | None = None
-        self.event = None
+        self.pending: tuple[Tensor, Tensor] | None = None
+        self.host: Tensor | None = None
+        self.event = torch.cuda.Event() if self.cuda else None
 
-    def start(self, value: Tensor) -> None:
+    def start(self, crit: Tensor, size: Tensor) -> None:
         if not self.cuda:
-            self.value = value
+            self.pending = (crit, size)
             return
-        if self.value is None or self.value.dtype != value.dtype:
-            self.value = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
-        self.value.copy_(value, non_blocking=True)
-        self.event = torch.cuda.Event()
+        flags = torch.stack((crit.max(), size.max()))
+        if self.host is None or self.host.dtype != flags.dtype:
+            self.host = torch.empty(flags.shape, dtype=flags.dtype, pin_memory=True)
+        self.host.copy_(flags, non_blocking=True)
         self.event.record()
 
-    def read(self) -> list[float]:
-        if self.event is not None:
-            self.event.synchronize()
-        return self.value.tolist()
+    def read(self) -> tuple[float, float]:
+        if not self.cuda:
+            crit, size = self.pending
+            return crit.max().item(), size.max().item()
+        self.event.synchronize()
+        crit, size = self.host.tolist()
+        return crit, size
 
 
 class _Tracker:
@@ -201,19 +206,19 @@ class _Tracker:
 
     def record(self, z: Tensor, gz: Tensor) -> None:
         """Queue the test of ``||G(z) - z||``; no host read."""
-        with torch.no_grad():
-            d = gz - z
-            if self.flat is not None:
-                d, gz = d.reshape(self.flat), gz.reshape(self.flat)
-            dtype = _norm_dtype(d.dtype)
-            abs_r = torch.linalg.vector_norm(d, dim=self.dim, dtype=dtype)
-            size = torch.linalg.vector_norm(gz, dim=self.dim, dtype=dtype)
-            rel_r = abs_r / size.clamp_min(1e-12)
-            self.abs.append(abs_r)
-            self.rel.append(rel_r)
-            flags = torch.stack((rel_r if self.rel_mode else abs_r, size))
-            # the largest criterion and the largest size (NaN propagates): one read decides the step
-            self.reader.start(flags.amax(dim=1) if self.batched else flags)
+        if torch.is_grad_enabled():  # (entering no_grad costs as much as a small op: only when needed)
+            with torch.no_grad():
+                return self.record(z, gz)
+        d = gz - z
+        if self.flat is not None:
+            d, gz = d.reshape(self.flat), gz.reshape(self.flat)
+        dtype = _norm_dtype(d.dtype)
+        abs_r = torch.linalg.vector_norm(d, dim=self.dim, dtype=dtype)
+        size = torch.linalg.vector_norm(gz, dim=self.dim, dtype=dtype)
+        rel_r = abs_r / size.clamp_min(1e-12)
+        self.abs.append(abs_r)
+        self.rel.append(rel_r)
+        self.reader.start(rel_r if self.rel_mode else abs_r, size)
 
     def result(self) -> tuple[bool, bool]:
         """(finite, converged) of the last recorded step; a non-finite step is dropped from the traces."""

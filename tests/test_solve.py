@@ -290,3 +290,15 @@ def test_anderson_restarts_when_the_residual_grows(alpha):
     assert pic.converged and anders.converged
     assert anders.n_evals < pic.n_evals / 2
     assert torch.allclose(anders.z, pic.z, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_picard_on_cuda_reads_its_test_a_step_late():
+    """On CUDA the test of step k is copied to pinned memory and read while step k+1 runs: the same solve as
+    the synchronous one on the CPU, one more evaluation."""
+    A, b, _ = linear_problem()
+    cpu = fixpt.solve(lambda z: z @ A.T + b, torch.zeros_like(b), tol=1e-9, max_iter=500)
+    Ag, bg = A.cuda(), b.cuda()
+    gpu = fixpt.solve(lambda z: z @ Ag.T + bg, torch.zeros_like(bg), tol=1e-9, max_iter=500)
+    assert cpu.converged and gpu.converged and gpu.n_iter == cpu.n_iter and gpu.n_evals == gpu.n_iter + 1
+    assert torch.allclose(gpu.z.cpu(), cpu.z, atol=1e-12) and torch.allclose(gpu.rel_trace, cpu.rel_trace, rtol=1e-9)
