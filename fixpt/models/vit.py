@@ -22,10 +22,16 @@ Variants (the paper names them without defining them; these are our definitions)
   ``in_frames == out_frames``; with other counts, e.g. ns-initial's one frame in and ten out, each
   spatial patch of the input fills every output time slot, :class:`FieldTokens`).
 
-On the masked-pixel task (Table 3) the iteration runs on the image instead:
-:math:`x_{i+1} = (1 - \lambda) T(x_i) + \lambda x_i` from the masked image, :math:`\lambda` = ``alpha``,
-with :math:`T` = embed, encoder, ``decoder_depth`` more blocks, un-patch (an image to an image), and
-the output is the last iterate.
+On the masked-pixel task (Table 3), or with ``iterate_on = "pixels"`` on any field task, the iteration
+runs on the image instead, with no free term (the Table 3 caption's form):
+:math:`x_{i+1} = (1 - \lambda) T(x_i) + \lambda x_i`, :math:`\lambda` = ``alpha``, with :math:`T` = embed,
+encoder, ``decoder_depth`` more blocks, un-patch (an image to an image), and the output (and the loss) is
+the last iterate :math:`x_{n}`. When input and output have the same channels (masked pixels,
+navier-stokes with ``in_frames == out_frames``) :math:`x_0` is the input and :math:`T(x)` sees only
+:math:`x`. Otherwise (ns-initial: the t = 0 field in, a trajectory of ``frames`` out) the iterate is the
+trajectory, :math:`x_0` = the last input frame repeated in every output slot (the persistence guess),
+and :math:`T([x_i, u])` maps a trajectory to a trajectory with the input :math:`u` as extra channels
+(the input is a condition, not an added free term).
 
 Sizes: ``small`` (CPU minutes): patch 4, width 64, depth 4, 4 heads, MLP ratio 2, no decoder
 blocks; ``paper``: the one ViT the paper specifies (Table 3): patch 2, width 192, 12 encoder and 4
@@ -47,6 +53,7 @@ from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
 
 VARIANTS = ("vit", "vit-small", "vit-parallel", "vit-3d")
+ITERATE_ON = ("task", "tokens", "pixels")
 SIZES = {"small": dict(patch=4, dim=64, depth=4, heads=4, mlp_ratio=2.0, decoder_depth=0),
          "paper": dict(patch=2, dim=192, depth=12, heads=3, mlp_ratio=4.0, decoder_depth=4)}
 
@@ -62,6 +69,8 @@ class ViTConfig:
     decoder_depth: int = field(default=-1, metadata={"min": -1, "help": "transformer blocks between the iteration and the output head (-1: the size's)"})
     solver: str = field(default="picard", metadata={"choices": METHODS, "help": "fixed-point solver"})
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
+    iterate_on: str = field(default="task", metadata={"choices": ITERATE_ON, "help": "iterate on tokens (z <- damped T(z) + f) or on pixels "
+                                                     "(x <- (1 - alpha) T(x) + alpha x, no free term); task: the task's choice"})
 
     def validate(self) -> None:
         if self.n_iter < 1:
@@ -167,25 +176,35 @@ class IterativeViT(IterativeModel):
     def __init__(self, cfg: ViTConfig, in_dim, out_dim: int):
         super().__init__()
         in_ch, grid, self.cfg = in_dim.channels, in_dim.grid, cfg
-        # where the task wants the iteration: on tokens (Navier-Stokes) or on the image (masked pixels)
-        self.pixels = in_dim.iterate_in == "pixels"
-        if self.pixels and (in_ch != out_dim or cfg.variant == "vit-3d"):
-            raise FixptError(f"iterating on pixels needs a 2-D variant mapping images to images; got {cfg.variant}, {in_ch} -> {out_dim} channels")
+        # where the iteration runs: on tokens (Navier-Stokes) or on the image (masked pixels), or as --iterate-on says
+        self.pixels = (in_dim.iterate_in if cfg.iterate_on == "task" else cfg.iterate_on) == "pixels"
+        if self.pixels and cfg.variant == "vit-3d":
+            raise FixptError("iterating on pixels needs a 2-D variant mapping images to images, not vit-3d; "
+                             "change --variant or use --iterate-on tokens")
+        # pixels with in != out channels: the iterate is the output trajectory, the input joins T's channels
+        self.condition = self.pixels and in_ch != out_dim
         s = cfg.shape()
-        self.tokens = FieldTokens(in_ch, out_dim, grid, s["patch"], s["dim"], cfg.tubelet if cfg.variant == "vit-3d" else 0)
+        tokens_in = out_dim + in_ch if self.condition else in_ch
+        self.tokens = FieldTokens(tokens_in, out_dim, grid, s["patch"], s["dim"], cfg.tubelet if cfg.variant == "vit-3d" else 0)
         self.encoder = transformer(s["dim"], s["depth"], s["heads"], s["mlp_ratio"], parallel=cfg.variant == "vit-parallel")
         self.decoder = transformer(s["dim"], s["decoder_depth"], s["heads"], s["mlp_ratio"]) if s["decoder_depth"] else nn.Identity()
+        self.out_ch = out_dim
 
-    def image_map(self, x: Tensor) -> Tensor:
-        """Pixels mode: :math:`T(x)`, an image to an image (embed, encoder, decoder, unpatch)."""
+    def image_map(self, x: Tensor, data=None) -> Tensor:
+        """Pixels mode: :math:`T(x)` (or :math:`T([x, u])` with the input :math:`u` as extra channels), an image to an image."""
+        if self.condition:
+            x = torch.cat((x, data.x), 1)
         return self.tokens.decode(self.decoder(self.encoder(self.tokens.encode(x))))
 
     def encode(self, data) -> Tensor:
-        return data.x if self.pixels else self.tokens.encode(data.x)
+        if not self.pixels:
+            return self.tokens.encode(data.x)
+        # x_0: the input, or (in != out channels) its last frame in every output slot
+        return data.x[:, -1:].expand(-1, self.out_ch, -1, -1).contiguous() if self.condition else data.x
 
     def step(self, z: Tensor, f: Tensor, data) -> Tensor:
         # tokens: P(z) = T(z) + f; pixels: P(x) = T(x), so the damped step is x <- (1 - lam) T(x) + lam x
-        return self.image_map(z) if self.pixels else self.encoder(z) + f
+        return self.image_map(z, data) if self.pixels else self.encoder(z) + f
 
     def decode(self, z: Tensor, data) -> Tensor:
         return z if self.pixels else self.tokens.decode(self.decoder(z))

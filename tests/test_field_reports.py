@@ -1,0 +1,59 @@
+"""Field tasks in the paper's forms and what their reports show: the ViT iterating on pixels without a free
+term on Navier-Stokes (checked against the formula by hand), the test-batch spread beside the seed spread, and
+test error against training steps and FLOPs."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from typer.testing import CliRunner
+
+from fixpt.cli import app
+from fixpt.train import build
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def mat_file(tmp_path_factory):
+    """An FNO-format file of 10 random trajectories, 8 x 8, 8 times (a stand-in: shapes, not physics)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("mat") / "ns.mat"
+    scipy.io.savemat(path, {"a": rng.standard_normal((10, 8, 8)).astype(np.float32),
+                            "u": rng.standard_normal((10, 8, 8, 8)).astype(np.float32)})
+    return str(path)
+
+
+@pytest.mark.parametrize("task, data", [("navier-stokes", {"in_frames": 2, "out_frames": 2}),
+                                        ("ns-initial", {"horizon": 6, "frames": 4})])
+def test_vit_pixel_iteration_is_the_damped_formula(mat_file, task, data):
+    """x_0 = the input (ns-initial: the t = 0 field in every slot), x_{i+1} = (1 - l) T(x_i) + l x_i, l = 1/2,
+    two steps by hand; ns-initial's T sees [x_i, u] (the input as extra channels)."""
+    torch.manual_seed(0)
+    _, _, model, d, _, _ = build("vit", {"iterate_on": "pixels", "n_iter": 2, "alpha": 0.5, "patch": 2},
+                                 {"data_file": mat_file, **data}, torch.device("cpu"), task=task)
+    model.eval()
+
+    def t_map(x):
+        inp = torch.cat((x, d.x), 1) if task == "ns-initial" else x
+        return model.tokens.decode(model.encoder(model.tokens.encode(inp)))
+
+    with torch.no_grad():
+        out = model(d)
+        x = d.x.expand(-1, d.y.shape[1], -1, -1) if task == "ns-initial" else d.x
+        for _ in range(2):
+            x = 0.5 * t_map(x) + 0.5 * x
+    assert out.shape == d.y.shape and model.last_solution.n_iter == 2
+    assert torch.allclose(out, x, atol=1e-5)
+    assert not torch.allclose(out, d.x.expand_as(out), atol=1e-3)  # the iteration moved the image
+
+
+def test_iterate_on_tokens_overrides_the_task(mat_file):
+    _, _, model, _, _, _ = build("vit", {"iterate_on": "tokens"}, {}, torch.device("cpu"), task="masked-pixels")
+    assert not model.pixels
+    res = runner.invoke(app, ["train", "vit", "--task", "ns-initial", "--data-file", mat_file, "--horizon", "6", "--frames", "4",
+                              "--iterate-on", "pixels", "--variant", "vit-3d", "--epochs", "1"])
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "not vit-3d" in lines[0], res.output
