@@ -57,3 +57,57 @@ def test_iterate_on_tokens_overrides_the_task(mat_file):
                               "--iterate-on", "pixels", "--variant", "vit-3d", "--epochs", "1"])
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert res.exit_code == 2 and len(lines) == 1 and "not vit-3d" in lines[0], res.output
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(mat_file, tmp_path_factory):
+    """Two seeds of two ViTs on ns-initial (2 test trajectories: two batches of 1)."""
+    out = tmp_path_factory.mktemp("sweep")
+    preset = out / "p.yaml"
+    preset.write_text(f"description: t\nreport: generic\nmodel: vit\nseeds: 2\nbase: {{task: ns-initial, data_file: '{mat_file}', "
+                      "horizon: 6, frames: 4, epochs: 2, batch_size: 1, variant: vit-small, patch: 2}\ngrid: {n_iter: [1, 2]}\n")
+    res = runner.invoke(app, ["sweep", str(preset), "--out", str(out / "sw")])
+    assert res.exit_code == 0, res.output
+    return out / "sw"
+
+
+def _runs(sweep_dir):
+    return [(p.parent, json.loads(p.read_text())) for p in sorted(sweep_dir.rglob("metrics.json"))]
+
+
+def test_metrics_record_the_test_batch_spread(sweep_dir):
+    """Recomputed from the checkpoint: each test batch of batch_size samples (stored order) scored on its own."""
+    from fixpt.train import load_trained
+
+    folder, metrics = _runs(sweep_dir)[0]
+    trained = load_trained(folder / "ckpt.pt", device="cpu")
+    d = trained.data
+    idx = d.test_mask.nonzero().flatten()
+    trained.model.eval()
+    with torch.no_grad():
+        mses = [float(((trained.model(d.subset(idx[i:i + 1])) - d.y[idx[i:i + 1]]) ** 2).mean()) for i in range(len(idx))]
+    spread = metrics["spread_over_test_batches"]
+    assert spread["batches"] == len(mses) == 2 and spread["batch_size"] == 1
+    assert spread["mse_mean"] == pytest.approx(np.mean(mses), rel=1e-5)
+    assert spread["mse_std"] == pytest.approx(np.std(mses), rel=1e-5) and spread["mse_std"] > 0
+
+
+def test_report_shows_either_spread(sweep_dir):
+    runs = _runs(sweep_dir)
+    by_iter: dict[int, list[dict]] = {}
+    for folder, m in runs:
+        by_iter.setdefault(json.loads((folder / "config.json").read_text())["params"]["n_iter"], []).append(m)
+    for spread in ("seeds", "test-batches"):
+        res = runner.invoke(app, ["report", str(sweep_dir), "--format", "json", "--spread", spread])
+        assert res.exit_code == 0, res.output
+        cells = {c["row"]: c for c in json.loads(res.stdout)["cells"]}
+        for n_iter, ms in by_iter.items():
+            cell = cells[f"n_iter={n_iter}"]
+            assert cell["seed_std"] == pytest.approx(np.std([m["test_mse"] for m in ms], ddof=1))
+            assert cell["test_batch_std"] == pytest.approx(np.mean([m["spread_over_test_batches"]["mse_std"] for m in ms]))
+            assert cell["std"] == cell["seed_std" if spread == "seeds" else "test_batch_std"]
+    md = runner.invoke(app, ["report", str(sweep_dir), "--spread", "test-batches"]).stdout
+    assert "± std over test batches" in md
+    res = runner.invoke(app, ["report", str(sweep_dir), "--spread", "test-batches", "--protocol", "last-epoch"])
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "--protocol best-val" in lines[0], res.output

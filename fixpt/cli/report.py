@@ -23,6 +23,8 @@ def report(
     strict: Annotated[bool, typer.Option("--strict", help="a damaged run file is an error (exit 2), not a warning")] = False,
     protocol: Annotated[str, typer.Option("--protocol", help="best-val: test score at each run's best-validation epoch; "
                                           "last-epoch: after the last epoch (the paper's protocol)")] = "best-val",
+    spread: Annotated[str, typer.Option("--spread", help="the ± shown: seeds (std over seeds) or test-batches (std over test "
+                                        "batches of each model, the paper's; mean over seeds)")] = "seeds",
 ) -> None:
     """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold."""
     from ..report import make_report
@@ -31,7 +33,7 @@ def report(
     if plot is not None:
         writable_folder(plot, "--plot")
     report = make_report(sweep_dir, layout=layout, fmt=fmt, compare=compare, select=select, protocol=protocol, plot=plot,
-                         strict=strict)
+                         strict=strict, spread=spread)
     sys.stdout.write(report.text)
     for line in report.notes:
         err.print(line, markup=False, highlight=False, soft_wrap=True)

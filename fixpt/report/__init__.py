@@ -22,7 +22,7 @@ from .layout import Layout, Options
 from .paper import attach_paper, paper_results
 from .render import FORMATS, render
 from .runs import FinishedRun, SweepRuns, load_runs
-from .scores import PROTOCOLS, Place, ScoreLayout
+from .scores import PROTOCOLS, SPREADS, Place, ScoreLayout
 from .table import Cell, Note, NumberFormat, Row, Table
 
 __all__ = ["FORMATS", "PROTOCOLS", "Cell", "FinishedRun", "Layout", "Note", "NumberFormat", "Options", "Place", "Report", "Row",
@@ -37,14 +37,15 @@ class Report:
 
 
 def make_report(sweep_dir: str | Path, *, layout: str | None = None, fmt: str = "md", compare: str | None = None,
-                select: bool = False, protocol: str = "best-val", plot: str | Path | None = None, strict: bool = False) -> Report:
+                select: bool = False, protocol: str = "best-val", plot: str | Path | None = None, strict: bool = False,
+                spread: str = "seeds") -> Report:
     """The report of a sweep directory in ``layout`` (default: the preset's); ``compare="paper"`` puts the
     published numbers beside ours; ``plot`` is a folder for the layout's figures; ``strict`` makes a damaged run
     file an error instead of a warning. Bad input: FixptError."""
     sweep = load_runs(sweep_dir, strict=strict)
     name = layout or sweep.layout
-    chosen = _check_options(name, fmt, compare, select, protocol)
-    table = chosen.table(sweep, Options(select=select, protocol=protocol))
+    chosen = _check_options(name, fmt, compare, select, protocol, spread)
+    table = chosen.table(sweep, Options(select=select, protocol=protocol, spread=spread))
     if compare == "paper":
         attach_paper(table, name)
     report = Report(render(table, fmt), notes=[f"warning: {why}" for why in sweep.skipped])
@@ -58,7 +59,7 @@ def make_report(sweep_dir: str | Path, *, layout: str | None = None, fmt: str = 
     return report
 
 
-def _check_options(name: str, fmt: str, compare: str | None, select: bool, protocol: str) -> Layout:
+def _check_options(name: str, fmt: str, compare: str | None, select: bool, protocol: str, spread: str = "seeds") -> Layout:
     """The layout called ``name``, once every option is known and applies to it."""
     if name not in LAYOUTS:
         raise FixptError(f"unknown layout {name!r}; valid: {', '.join(LAYOUTS.names())}")
@@ -68,6 +69,10 @@ def _check_options(name: str, fmt: str, compare: str | None, select: bool, proto
         raise FixptError(f"--compare {compare!r}: the only reference is 'paper'")
     if protocol not in PROTOCOLS:
         raise FixptError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    if spread not in SPREADS:
+        raise FixptError(f"unknown spread {spread!r}; valid: {', '.join(SPREADS)}")
+    if spread != "seeds" and protocol != "best-val":
+        raise FixptError("--spread test-batches is measured on each run's best-validation model; use --protocol best-val")
     chosen = LAYOUTS.get(name)()
     if not chosen.chooses_settings:
         choosing = _and([n for n in LAYOUTS.names() if LAYOUTS.get(n).chooses_settings])
@@ -75,6 +80,8 @@ def _check_options(name: str, fmt: str, compare: str | None, select: bool, proto
             raise FixptError(f"--protocol {protocol} applies to the {choosing} layouts, not to {name}")
         if select:
             raise FixptError(f"--select chooses settings in the {choosing} layouts, not in {name}")
+        if spread != "seeds":
+            raise FixptError(f"--spread {spread} applies to the {choosing} layouts, not to {name}")
     if compare is not None and chosen.paper_absent:
         raise FixptError(chosen.paper_absent)
     return chosen

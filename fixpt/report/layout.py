@@ -22,10 +22,11 @@ from .table import Table
 
 @dataclass(frozen=True)
 class Options:
-    """The options a layout's table is built with (``fixpt report --select --protocol``)."""
+    """The options a layout's table is built with (``fixpt report --select --protocol --spread``)."""
 
     select: bool = False  # per cell, keep the setting chosen on validation
     protocol: str = "best-val"  # which test score of each run: at its best-validation epoch, or after the last
+    spread: str = "seeds"  # the ± shown: over seeds, or over test batches of each model (mean over seeds)
 
 
 class Layout:

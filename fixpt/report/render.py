@@ -38,7 +38,7 @@ def cell_text(table: Table, row: Row, column: str, *, bold: tuple[str, str] = ("
         return "-"
     number = table.number
     text = number(cell.mean)
-    if len(cell.values) > 1 or number.spread_of_one:  # one run has no spread to show
+    if len(cell.values) > 1 or cell.spread is not None or number.spread_of_one:  # one run has no spread over seeds to show
         text += f" {pm} {number(cell.std)}"
     if table.best(column) == row.label:
         text = f"{bold[0]}{text}{bold[1]}"

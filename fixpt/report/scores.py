@@ -15,6 +15,11 @@ epoch (``test_<metric>``, fixpt's selection); ``last-epoch`` the test score afte
 last-epoch validation score. The standard deviation is the sample one (``ddof=1``), as the paper's
 "mean and standard deviation over runs".
 
+The ± (``spread``) is the spread over seeds by default. With ``--spread test-batches`` it is the spread over
+test batches of one trained model (the paper's ±; ``spread_over_test_batches["<metric>_std"]`` in the runs'
+``metrics.json``, which tasks that record it write), averaged over the cell's seeds; every cell's CSV / JSON record carries both,
+``seed_std`` and ``test_batch_std``, whichever is shown.
+
 Where the runs' task scores predictors that need no training (``references`` in ``metrics.json``), they
 follow as unranked rows ``reference: <name>`` (:mod:`fixpt.report.references`).
 """
@@ -32,10 +37,11 @@ from .runs import FinishedRun, SweepRuns, higher_is_better
 from .table import Cell, Note, NumberFormat, Table
 
 PROTOCOLS = ("best-val", "last-epoch")
+SPREADS = ("seeds", "test-batches")
 LAST_EPOCH = "_last_epoch"  # suffix of the last-epoch protocol's keys in metrics.json
 PROTOCOL_TEXT = {"best-val": "best-val epoch", "last-epoch": "last epoch"}  # when each run's test score was taken
 CSV_COLUMNS = ["row", "column", "metric", "protocol", "mean", "std", "n", "best", "seconds_mean", "paper_mean", "paper_std",
-               "diff", "setting", "val_mean", "settings_compared", "reference"]
+               "diff", "setting", "val_mean", "settings_compared", "reference", "seed_std", "test_batch_std"]
 
 
 class Place(NamedTuple):
@@ -123,26 +129,40 @@ def score_table(layout: ScoreLayout, sweep: SweepRuns, options: Options) -> Tabl
         if column not in table.columns:
             table.columns.append(column)
         seconds.append([float(r.metrics.get("seconds", 0.0)) for r in group.runs])
-        table.row(row).cells[column] = _cell(group, test_key, seconds[-1])
+        table.row(row).cells[column] = _cell(group, test_key, seconds[-1], options.spread)
     table.rows.sort(key=lambda r: layout.row_order(r.label, first[r.label], varying))
     table.columns.sort(key=layout.column_order)
     if options.select:  # every run trained counts towards the time, the settings not chosen too
         trained = (len(runs), sum(float(r.metrics.get("seconds", 0.0)) for r in runs))
     else:
         trained = (sum(len(s) for s in seconds), sum(sum(s) for s in seconds))
-    _add_notes(table, " (%)" if percent else "", trained)
+    _add_notes(table, " (%)" if percent else "", trained, options.spread)
     add_reference_rows(table, layout, sweep, options, metric, varying)
     return table
 
 
-def _cell(group: Group, test_key: str, seconds: list[float]) -> Cell:
+def _cell(group: Group, test_key: str, seconds: list[float], spread: str = "seeds") -> Cell:
     values = [float(r.metrics[test_key]) for r in group.runs]
-    fields: dict[str, Any] = {"values": values, "seconds_mean": sum(seconds) / len(seconds)}
+    fields: dict[str, Any] = {"values": values, "seconds_mean": sum(seconds) / len(seconds), "seed_std": Cell(values).std}
+    batch_stds = [batch_std(r, test_key) for r in group.runs]
+    if None not in batch_stds:
+        fields["test_batch_std"] = sum(batch_stds) / len(batch_stds)
+    elif spread == "test-batches":
+        run = group.runs[batch_stds.index(None)]
+        raise FixptError(f"--spread test-batches: run {run.id} recorded no spread of {test_key} over test batches (its task "
+                         "records none, or an older fixpt trained it); use --spread seeds or rerun the sweep")
     if group.chosen is not None:
         fields.update(setting=group.setting, val_mean=group.chosen[0], settings_compared=group.chosen[1])
     elif group.setting:
         fields.update(setting=group.setting)
-    return Cell(values, fields=fields)
+    return Cell(values, fields=fields, spread=fields["test_batch_std"] if spread == "test-batches" else None)
+
+
+def batch_std(run: FinishedRun, test_key: str) -> float | None:
+    """The run's std of ``test_<metric>`` over test batches (``metrics.json``'s ``spread_over_test_batches``), or None."""
+    spread = run.metrics.get("spread_over_test_batches")
+    value = spread.get(f"{test_key[len('test_'):]}_std") if isinstance(spread, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def settings_per_cell(groups: dict[tuple[str, str, str], list[FinishedRun]]) -> dict[tuple[str, str], Group]:
@@ -182,13 +202,16 @@ def select_on_validation(groups: dict[tuple[str, str, str], list[FinishedRun]], 
     return chosen
 
 
-def _add_notes(table: Table, unit: str, trained: tuple[int, float]) -> None:
+def _add_notes(table: Table, unit: str, trained: tuple[int, float], spread: str = "seeds") -> None:
     """The caption (in the corner; in LaTeX a comment), each cell's setting, and the training time: ``trained`` is
     (runs, seconds)."""
     metric, when = table.fields["metric"], PROTOCOL_TEXT[table.fields["protocol"]]
     ns = sorted({cell.n for row in table.rows for cell in row.cells.values()})
     seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
-    table.corner = f"{metric}{unit}, mean ± std over {seeds} seeds, {when}"
+    if spread == "test-batches":
+        table.corner = f"{metric}{unit}, mean over {seeds} seeds ± std over test batches (mean over the seeds), {when}"
+    else:
+        table.corner = f"{metric}{unit}, mean ± std over {seeds} seeds, {when}"
     table.notes.append(Note([f"{metric}, {when}"], md=False))
     settings = _settings_note(table)
     if settings:

@@ -22,6 +22,7 @@ class Cell:
     runs: int | None = None  # how many runs the cell covers where some lack the value (None: one value a run)
     paper: tuple[float, float] | None = None  # the published (mean, std), with --compare paper
     fields: dict[str, Any] = field(default_factory=dict)  # more fields of the cell's CSV / JSON record
+    spread: float | None = None  # the ± shown, where it is not the std of the values (e.g. over test batches)
 
     @property
     def n(self) -> int:
@@ -33,6 +34,8 @@ class Cell:
 
     @property
     def std(self) -> float:
+        if self.spread is not None:
+            return self.spread
         if len(self.values) < 2:
             return 0.0 if self.values else math.nan
         m = self.mean

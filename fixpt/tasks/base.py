@@ -91,6 +91,11 @@ class Task:
         ``references`` and shown as rows of ``fixpt report``. Default: none."""
         return {}
 
+    def test_batch_spread(self, model, data, metric: Metric, batch_size: int) -> dict:
+        """The test score's spread over test batches of one trained model, ``{"spread_over_test_batches": {"<metric>_std": ...,
+        ...}}`` in ``metrics.json`` (``fixpt report --spread test-batches``). Default: none."""
+        return {}
+
     def length(self, train: dict) -> int:
         """How many progress units (epochs, steps) a run of this train config takes."""
         return int(train["epochs"])

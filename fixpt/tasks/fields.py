@@ -7,6 +7,14 @@ The Navier-Stokes tasks score three predictors that need no training beside ever
 - ``zero``: :math:`\hat y = 0`;
 - ``per-pixel mean``: :math:`\hat y = \bar y`, the mean target of the training split, per channel and pixel;
 - ``persistence``: every target frame predicted by the last input frame (ns-initial: the t = 0 field).
+
+They also record the test score's spread over test batches of the one trained model (the paper's ±, ANIE's
+authors' protocol), beside the spread over seeds that ``fixpt report`` shows by default: the test split in
+its stored order cut into batches of ``B`` = the run's ``--batch-size`` (32, the authors' size, when the run
+trained full-batch), each batch run through the model on its own and scored, :math:`s_b`. ``metrics.json``
+gets ``spread_over_test_batches``: ``<metric>_mean`` (:math:`\bar s`, the unweighted mean of the :math:`s_b`),
+``<metric>_std`` (:math:`\sqrt{\sum_b (s_b - \bar s)^2 / n_b}`, numpy's default ``ddof = 0``; the authors'
+code does not say which), ``batches`` (:math:`n_b`) and ``batch_size`` (:math:`B`).
 """
 
 from __future__ import annotations
@@ -49,6 +57,25 @@ class FieldRegression(Task):
         return float(self.loss(out, data, split))
 
     references = ("zero", "per-pixel mean", "persistence")
+
+    authors_batch_size = 32  # the test batch size of test_batch_spread for a run trained full-batch
+
+    def test_batch_spread(self, model, data, metric: Metric, batch_size: int) -> dict:
+        """The test score of each batch of ``batch_size`` test samples (in stored order), their mean and std (module docs)."""
+        size = batch_size or self.authors_batch_size
+        index = data.test_mask.nonzero().flatten()
+        scores = []
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(index), size):
+                part = data.subset(index[i:i + size])
+                scores.append(self.score(model(part), part, "test", metric))
+        if not scores:
+            return {}
+        t = torch.tensor(scores, dtype=torch.float64)
+        m = metric.name
+        return {"spread_over_test_batches": {f"{m}_mean": float(t.mean()), f"{m}_std": float(t.std(correction=0)),
+                                      "batches": len(scores), "batch_size": size}}
 
     def reference_scores(self, data, metric: Metric) -> dict[str, dict[str, float]]:
         """Each of :attr:`references` scored by :meth:`score` on the validation and test splits."""

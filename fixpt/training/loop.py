@@ -212,6 +212,7 @@ def finish_run(run: Finished, tracker: BestEpoch, folder: RunDir, *, save_ckpt: 
         **(run.extra or {}), **penalty_end,
     }
     metrics.update(run.model.run_statistics())
+    metrics.update(run.task.test_batch_spread(run.model, run.data, run.metric, tcfg.batch_size))  # after the statistics: its solves are per batch
     references = run.task.reference_scores(run.data, run.metric)
     if references:
         metrics["references"] = references
