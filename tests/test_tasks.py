@@ -22,7 +22,7 @@ def test_every_task_is_a_task_with_typed_configs(name):
 
 def test_directions_are_the_metrics():
     directions = {n: get_task(n).higher_is_better for n in TASKS.names()}
-    assert directions == {"node-classification": True, "navier-stokes": False, "masked-pixels": False,
+    assert directions == {"node-classification": True, "navier-stokes": False, "ns-initial": False, "masked-pixels": False,
                           "image-generation": False, "structure-recycling": True}
 
 
