@@ -169,3 +169,23 @@ def plot_residuals(runs: list[FinishedRun], varying: list[str], path: str | Path
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6)
     return save_figure(fig, path)
+
+
+def plot_learning_curves(series: dict[str, tuple[list[float], list[float | None], list[float]]], metric: str,
+                         path: str | Path) -> Path:
+    """Test score against training steps (left) and against estimated training FLOPs (right), one line per
+    ``series`` entry ``label: (steps, flops, scores)``, log-log; a line whose FLOPs are unknown is left out of
+    the right panel (see :mod:`fixpt.report.curves`)."""
+    plt = pyplot()
+    fig, (ax_s, ax_f) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, (steps, flops, scores) in series.items():
+        line, = ax_s.plot(steps, scores, marker="o", ms=2, label=label)
+        if all(f is not None for f in flops):
+            ax_f.plot(flops, scores, marker="o", ms=2, label=label, color=line.get_color())
+    ax_s.set(xlabel="training steps", ylabel=f"test {metric}", xscale="log", yscale="log", title=f"test {metric} against steps")
+    ax_f.set(xlabel="training FLOPs (estimate from one step)", ylabel=f"test {metric}", xscale="log", yscale="log",
+             title=f"test {metric} against FLOPs")
+    for ax in (ax_s, ax_f):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6)
+    return save_figure(fig, path)

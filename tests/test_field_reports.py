@@ -111,3 +111,69 @@ def test_report_shows_either_spread(sweep_dir):
     res = runner.invoke(app, ["report", str(sweep_dir), "--spread", "test-batches", "--protocol", "last-epoch"])
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert res.exit_code == 2 and len(lines) == 1 and "--protocol best-val" in lines[0], res.output
+
+
+class _Rows:
+    """A stand-in data set: rows of x and y, a train index, and subset() as the field data has."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def subset(self, index):
+        return _Rows(self.x[index], self.y[index])
+
+
+class _Linear(torch.nn.Linear):
+    def forward(self, data):
+        return super().forward(data.x)
+
+
+class _MSETask:
+    def loss(self, out, data, split="train"):
+        return ((out - data.y) ** 2).mean()
+
+
+def test_train_step_flops_of_a_linear_map():
+    """One step of y = W x (no bias), batch B, W (o x i): forward 2 B i o, backward 2 B i o for dx and 2 B i o for
+    dW (FlopCounterMode counts matrix products only); the model and the random state are left untouched."""
+    import contextlib
+
+    from fixpt.training.flops import train_step_cost
+
+    model = _Linear(6, 3, bias=False)
+    data = _Rows(torch.randn(20, 6, requires_grad=True), torch.randn(20, 3))
+    before, state = model.weight.detach().clone(), torch.get_rng_state()
+    cost = train_step_cost(model, _MSETask(), data, torch.arange(10), 4, contextlib.nullcontext)
+    assert cost == {"train_flops_per_step": 3 * 2 * 4 * 6 * 3, "train_steps_per_epoch": 3}  # ceil(10 / 4) steps
+    assert torch.equal(model.weight, before) and model.weight.grad is None and torch.equal(torch.get_rng_state(), state)
+
+
+def test_curves_against_steps_and_flops(sweep_dir, tmp_path):
+    """Per configuration and epoch: steps = epoch x steps per epoch, FLOPs = steps x the step's count, the score
+    the mean of the seeds' history rows; --plot writes the figure."""
+    from fixpt.report.curves import learning_curves
+    from fixpt.report.runs import load_runs
+
+    sweep = load_runs(sweep_dir)
+    curves = learning_curves(sweep.runs, "mse", sweep.varying)
+    assert set(curves) == {"vit n_iter=1", "vit n_iter=2"}
+    for label, curve in curves.items():
+        runs = [r for r in sweep.runs if f"n_iter={r.params['n_iter']}" in label]
+        m = runs[0].metrics
+        assert m["train_steps_per_epoch"] == 7 and m["train_flops_per_step"] > 0  # 7 training trajectories, batch 1
+        steps, flops, scores = curve.points()
+        assert steps == [7.0, 14.0] and flops == [s * m["train_flops_per_step"] for s in steps]
+        rows = [[row["test_mse"] for row in csv_rows(r.folder / "history.csv")] for r in runs]
+        assert scores == pytest.approx(np.mean(rows, axis=0))
+    flops = {label: c.points()[1][0] for label, c in curves.items()}
+    assert flops["vit n_iter=2"] > flops["vit n_iter=1"]  # two passes of the encoder cost more than one
+    res = runner.invoke(app, ["report", str(sweep_dir), "--plot", str(tmp_path / "fig")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "fig" / "test_vs_compute.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def csv_rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]

@@ -398,7 +398,7 @@ def test_make_report_returns_text_notes_and_figures(tmp_path):
     assert [p.name for p in report.written] == ["fig2_loss_fid.png", "fig8_loss_per_timestep.png"]
     generic = make_report(make_sweep(tmp_path / "g", [("gnn", {"seed": 0}, {"test_accuracy": 0.5})], report="generic", varying=()),
                           plot=tmp_path / "none")
-    assert generic.written == [] and generic.notes == ["no figure applies: max_iter does not vary and no run recorded a residual trace"]
+    assert generic.written == [] and generic.notes == ["no figure applies: max_iter does not vary and no run recorded a residual trace or a history"]
 
 
 def test_every_layout_is_registered_with_what_it_supports():

@@ -20,6 +20,7 @@ class FinishedRun:
     params: dict[str, Any]  # the flat parameters the preset gave the run (seed included)
     metrics: dict[str, Any]  # its metrics.json
     task: str | None  # the task it ran (None: a run older than the record; its model's default task)
+    folder: Path | None = None  # its run folder (history.csv beside metrics.json)
 
 
 @dataclass
@@ -76,7 +77,7 @@ def _finished(d: Path, index_path: Path, i: int, r) -> tuple[FinishedRun | None,
     except (OSError, ValueError):
         return None, f"{folder / CONFIG} is missing or not JSON; left out (rerun the sweep to redo the run)"
     task = config.get("task", metrics.get("task")) if isinstance(config, dict) else metrics.get("task")
-    return FinishedRun(r["id"], r["model"], r["params"], metrics, task), None
+    return FinishedRun(r["id"], r["model"], r["params"], metrics, task, folder.path), None
 
 
 def higher_is_better(runs: list[FinishedRun]) -> bool:

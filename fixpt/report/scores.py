@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from ..errors import FixptError
 from ..plots import plot_residuals, plot_score_vs_iterations
+from .curves import curves_figure
 from .layout import Layout, Options
 from .references import add_reference_rows
 from .runs import FinishedRun, SweepRuns, higher_is_better
@@ -63,7 +64,7 @@ class ScoreLayout(Layout):
     columns stand."""
 
     chooses_settings = True
-    no_figure = "no figure applies: max_iter does not vary and no run recorded a residual trace"
+    no_figure = "no figure applies: max_iter does not vary and no run recorded a residual trace or a history"
 
     def place(self, run: FinishedRun, metric: str, varying: list[str], options: Options) -> Place:
         raise NotImplementedError
@@ -79,9 +80,12 @@ class ScoreLayout(Layout):
         return score_table(self, sweep, options)
 
     def figures(self, sweep: SweepRuns, table: Table, folder: Path) -> list[Path]:
-        """Score against max_iter and the residual traces (see :mod:`fixpt.plots`), where they apply."""
-        return [p for p in (plot_score_vs_iterations(sweep.runs, table.fields["metric"], sweep.varying, folder / "score_vs_iterations.png"),
-                            plot_residuals(sweep.runs, sweep.varying, folder / "residuals.png")) if p is not None]
+        """Score against max_iter, the residual traces (see :mod:`fixpt.plots`) and test score against training steps
+        and FLOPs (:mod:`fixpt.report.curves`), where they apply."""
+        metric = table.fields["metric"]
+        return [p for p in (plot_score_vs_iterations(sweep.runs, metric, sweep.varying, folder / "score_vs_iterations.png"),
+                            plot_residuals(sweep.runs, sweep.varying, folder / "residuals.png"),
+                            curves_figure(sweep.runs, metric, sweep.varying, folder / "test_vs_compute.png")) if p is not None]
 
 
 def setting_label(run: FinishedRun, key: str) -> str | None:

@@ -20,6 +20,7 @@ from ..errors import DivergenceError, FixptError
 from ..models.base import IterativeModel
 from ..tracking import RunLog, flatten
 from .build import build_model
+from .flops import train_step_cost
 from .parts import BestEpoch, autocast, count_parameters, seed_everything
 from .penalty import JacobianPenalty
 from .resume import EPOCH_FORMAT, read_state, restore_epoch_state, resumed_configs, save_epoch_state
@@ -118,6 +119,9 @@ def fit_epochs(spec, task, request) -> dict:
     first, before = restore_epoch_state(state, model, opt, tracker) if state else (1, 0.0)
     if state:
         _load_solver_state(model, penalty, state.get("solver", {}), dev)
+    # FLOPs of one step at the start of training, for --plot's curves (a resumed run keeps its first count)
+    cost = state.get("solver", {}).get("step_cost") if state else None
+    cost = cost or train_step_cost(model, task, data, index, tcfg.batch_size, cast)
     start = time.perf_counter()
     with log:
         log.start(flatten({k: configs[k] for k in ("model", "data", "train")}), {"model": spec.name, "task": task.name},
@@ -133,11 +137,11 @@ def fit_epochs(spec, task, request) -> dict:
                 tracker.best["state"] = copy.deepcopy(model.state_dict())
             if epoch % tcfg.ckpt_every == 0:
                 save_epoch_state(folder, configs, epoch, model, opt, tracker, log, before + time.perf_counter() - start,
-                                 _solver_state(model, penalty))
+                                 {**_solver_state(model, penalty), "step_cost": cost})
             if request.on_epoch is not None:
                 request.on_epoch(epoch, ev)
         run = Finished(spec.name, task, model, data, metric, (mcfg, dcfg, tcfg), dev, before + time.perf_counter() - start,
-                       extra=solver_work(model, tracker.epochs_run), penalty=penalty)
+                       extra={**solver_work(model, tracker.epochs_run), **cost}, penalty=penalty)
         metrics = finish_run(run, tracker, folder, save_ckpt=request.save_ckpt)
         log.finish(metrics, folder / CKPT if request.save_ckpt and folder.path is not None else None)
     folder.remove_state()  # the run is complete: nothing to resume
