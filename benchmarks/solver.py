@@ -266,9 +266,9 @@ def trained_pign(ckpt: str | None, epochs: int, device):
 
 
 def bench_compare(ckpt: str | None, epochs: int, device, seeds: int = 10) -> dict:
+    P, z0, path = trained_pign(ckpt, epochs, device)  # (training needs autograd)
     with torch.no_grad():
         linear = [solver_rows(*spread_linear_map(seed), max_iter=2000) for seed in range(seeds)]
-        P, z0, path = trained_pign(ckpt, epochs, device)
         graph = solver_rows(P, z0, max_iter=1000)
     for i, row in enumerate(linear[0]):  # evaluations of the same solver over the seeds
         row["evals_over_seeds"] = [rows[i]["evals"] for rows in linear]
@@ -369,8 +369,11 @@ def main() -> None:
     ap.add_argument("--small-repeats", type=int, default=200, help="interleaved timed runs of each variant on the small operator")
     ap.add_argument("--ckpt", default=None, help="compare: a trained PIGN's ckpt.pt (default: train one here)")
     ap.add_argument("--train-epochs", type=int, default=30, help="compare: epochs of the PIGN trained here when --ckpt is not given")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--json", default=None, help="also write the raw numbers here")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
@@ -378,7 +381,7 @@ def main() -> None:
     device = resolve_device(args.device)
     memory_memo = "CUDA peak allocated" if device.type == "cuda" else "bytes saved for backward (CPU)"
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
-          f"torch {torch.__version__}, memory = {memory_memo}\n", flush=True)
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, memory = {memory_memo}\n", flush=True)
     results = {"device": str(device), "memory": memory_memo}
     runs = {"modes": lambda: bench_modes(device, args.nodes, args.hidden, args.repeats),
             "overhead": lambda: bench_overhead(device, args.nodes, args.hidden, args.repeats * 4),
