@@ -59,3 +59,16 @@ def test_an_infeasible_epoch_is_chosen_only_while_no_feasible_one_exists():
     t.update(3, ev(0.9, 0.1), feasible=False)
     t.update(4, ev(0.5, 1.0), feasible=True)
     assert t.best["epoch"] == 4
+
+
+def test_patience_waits_for_a_feasible_epoch():
+    t = BestEpoch("acc", higher_is_better=True, patience=2)
+    t.update(1, ev(0.6, 1.0), feasible=False)
+    for epoch in (2, 3, 4):
+        t.update(epoch, ev(0.5, 1.0), feasible=False)
+    assert not t.exhausted  # no feasible epoch yet: keep training
+    t.update(5, ev(0.4, 1.0), feasible=True)
+    t.update(6, ev(0.3, 1.0), feasible=True)
+    assert not t.exhausted
+    t.update(7, ev(0.3, 1.0), feasible=True)
+    assert t.exhausted

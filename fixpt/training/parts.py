@@ -56,4 +56,6 @@ class BestEpoch:
 
     @property
     def exhausted(self) -> bool:
-        return self.since_best >= self.patience
+        """``patience`` epochs without a better one, counted once a feasible epoch exists: while every epoch
+        breaks the run's constraint, training goes on to its last epoch."""
+        return self.best["key"][0] and self.since_best >= self.patience
