@@ -304,7 +304,8 @@ def _anderson_weights(X: list[Tensor], F: list[Tensor], live: list[Tensor], lam:
     eye = torch.eye(m, dtype=R.dtype, device=R.device)
     RRt = R @ R.transpose(1, 2)  # (B, m, m)
     diag = torch.where(use, RRt.diagonal(dim1=1, dim2=2), 0.0)
-    scale = (diag.sum(1) / use.sum(1)).clamp_min(torch.finfo(R.dtype).tiny)  # lam is relative to the residuals' scale
+    scale = diag.sum(1) / use.sum(1)  # lam is relative to the residuals' scale ...
+    scale = torch.where(scale > 0, scale, 1.0)  # ... and absolute for a sample already at its fixed point (no 0 * lam)
     H = torch.zeros(B, m + 1, m + 1, dtype=R.dtype, device=R.device)
     H[:, 0, 1:] = H[:, 1:, 0] = use.to(R.dtype)
     # an unused entry's row and column are the identity's, with a zero right-hand side: its weight is 0

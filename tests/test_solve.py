@@ -302,3 +302,15 @@ def test_picard_on_cuda_reads_its_test_a_step_late():
     gpu = fixpt.solve(lambda z: z @ Ag.T + bg, torch.zeros_like(bg), tol=1e-9, max_iter=500)
     assert cpu.converged and gpu.converged and gpu.n_iter == cpu.n_iter and gpu.n_evals == gpu.n_iter + 1
     assert torch.allclose(gpu.z.cpu(), cpu.z, atol=1e-12) and torch.allclose(gpu.rel_trace, cpu.rel_trace, rtol=1e-9)
+
+
+def test_anderson_with_a_sample_already_at_its_fixed_point():
+    """A zero sample of a linear map is its own fixed point: every residual of it is 0, and the mixing system
+    must still be solvable (it was 0 * lam on the diagonal: NaN)."""
+    W = torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.1
+    z0 = torch.zeros(2, 4, dtype=torch.float64)
+    z0[0] = 1.0
+    sol = fixpt.solve(lambda z: z @ W.T + z0, z0, method="anderson", alpha=0.0, tol=1e-10, max_iter=50)
+    assert sol.converged and not sol.diverged
+    exact = torch.linalg.solve(torch.eye(4, dtype=torch.float64) - W, z0.T).T
+    torch.testing.assert_close(sol.z, exact, rtol=0, atol=1e-9)
