@@ -3,7 +3,7 @@
 # whole suite instead), the benchmarks and, opt-in, the 100-seed Table 5 sweep; logs under $OUT
 # (default ./gpu-check-out). Usage: bash scripts/gpu-check.sh
 #
-#   FIXPT_GPU_PARTS   which parts, in this order (default "tests ddpm vit navier-stokes seed-batch");
+#   FIXPT_GPU_PARTS   which parts, in this order (default "tests ddpm vit navier-stokes solver seed-batch");
 #                     add "table5" for the Table 5 sweep on the GPU with seed batches
 #   FIXPT_TABLE5_PRESET   the preset of that sweep (a built-in name or a YAML file; default table5-paper;
 #                     table5 is fixpt's defaults without the paper form)
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-check-out}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" XDG_CACHE_HOME="${XDG_CACHE_HOME:-/tmp/fixpt-cache}"
-PARTS=" ${FIXPT_GPU_PARTS:-tests ddpm vit navier-stokes seed-batch} "
+PARTS=" ${FIXPT_GPU_PARTS:-tests ddpm vit navier-stokes solver seed-batch} "
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, torch_geometric, typer; assert torch.cuda.is_available(), 'no CUDA device'; \
@@ -43,6 +43,10 @@ if part vit; then
 fi
 if part navier-stokes; then
   python3 benchmarks/navier_stokes.py --device cuda --batches 1,64,256 --steps 500 2>&1 | tee "$OUT/bench-navier-stokes-cuda.md" || status=1
+fi
+if part solver; then
+  # gradient modes at 20000 nodes, the solver's overhead (the step-late read runs only on CUDA) and the comparison
+  python3 benchmarks/solver.py --device cuda --nodes 20000 --hidden 128 2>&1 | tee "$OUT/bench-solver-cuda.md" || status=1
 fi
 if part table5 && [ -n "${FIXPT_DATA:-}" ]; then
   # the full Table 5 sweep, every configuration's seeds as one seed batch; a sweep stopped at its
