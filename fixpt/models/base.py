@@ -75,7 +75,8 @@ class IterativeModel(nn.Module):
     def load_solver_state(self, state: dict, device: torch.device) -> None:
         self.operator_evaluations = int(state.get("operator_evaluations", 0))
         if state.get("warm_starts") is not None and self.warm_starts is not None:
-            self.warm_starts = {(w["training"], tuple(w["z"].shape), device): w["z"].to(device) for w in state["warm_starts"]}
+            moved = [(w["training"], w["z"].to(device)) for w in state["warm_starts"]]
+            self.warm_starts = {(training, tuple(z.shape), z.device): z for training, z in moved}  # z.device: cuda:0, not cuda
 
     def _start(self, f: Tensor) -> tuple[Tensor, tuple | None]:
         """The first iterate (the warm start, else f) and the key its solution is kept under."""
