@@ -4,11 +4,9 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from fixpt.cli import app
+from cli_checks import one_line_error, run
 
-runner = CliRunner()
 CSBM = ["--csbm-nodes", "200", "--csbm-classes", "3", "--hidden", "16"]
 
 
@@ -19,18 +17,6 @@ def _no_constants(name):
 def strict_json(text):
     """Parse as strict JSON: Infinity and NaN are not JSON."""
     return json.loads(text, parse_constant=_no_constants)
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

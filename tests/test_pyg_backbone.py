@@ -10,36 +10,22 @@ import pytest
 import torch
 from torch_geometric.data import Data
 from torch_geometric.nn import GINConv
-from typer.testing import CliRunner
 
+from cli_checks import one_line_error, run
 from fixpt.checkpoint import load_checkpoint
-from fixpt.cli import app
 from fixpt.config import from_dict
 from fixpt.contraction import lipschitz
 from fixpt.errors import FixptError
 from fixpt.models.blocks import GCNBlock, make_block
 from fixpt.models.pign import PIGN, PIGNConfig
 
-runner = CliRunner()
 CSBM = ["--csbm-nodes", "120", "--csbm-classes", "3", "--hidden", "8"]
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def ok(*args):
     res = run(*args)
     assert res.exit_code == 0, res.output
     return res
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_gin_pign_trains_iterates_and_checks_contraction(tmp_path):
