@@ -53,6 +53,13 @@ def _normalise(v: Tensor, batched: bool) -> tuple[Tensor, Tensor]:
     return v / norms.reshape(shape), norms
 
 
+def random_unit(z: Tensor, batched: bool, generator: torch.Generator | None = None) -> Tensor:
+    """A random direction shaped like ``z``, of unit norm per sample (drawn on the CPU, so a seed gives the same
+    vector on every device)."""
+    v = torch.randn(z.shape, generator=generator, dtype=z.dtype, device="cpu").to(z.device)
+    return _normalise(v, batched)[0]
+
+
 def lipschitz(P: Operator, z: Tensor, *, iters: int = 100, tol: float = 1e-6, batched: bool = False,
               generator: torch.Generator | None = None) -> Tensor:
     r"""Local Frechet-derivative norm :math:`\|J_P(z)\|_2` by power iteration on :math:`J^\top J`.
@@ -75,8 +82,7 @@ def lipschitz(P: Operator, z: Tensor, *, iters: int = 100, tol: float = 1e-6, ba
     """
     z = z.detach()
     _, vjp_fn = vjp(P, z)
-    v = torch.randn(z.shape, generator=generator, dtype=z.dtype, device="cpu").to(z.device)
-    v, _ = _normalise(v, batched)
+    v = random_unit(z, batched, generator)
     sigma = torch.zeros(z.shape[0] if batched else 1, device=z.device)
     for _ in range(max(iters, 1)):
         # 1. u = J v (forward mode), sigma = ||J v|| for the unit v

@@ -37,7 +37,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .contraction import _flat, _normalise, jvp
+from .contraction import _flat, _normalise, jvp, random_unit
 
 Operator = Callable[[Tensor], Tensor]
 NORMS = ("spectral", "frobenius")
@@ -75,26 +75,21 @@ class SpectralNorm:
     def _start(self, z: Tensor, batched: bool) -> Tensor:
         if self.v is not None and self.v.shape == z.shape and self.v.device == z.device:
             return self.v  # warm start: the same graph (or batch shape) as the previous call
-        v = torch.randn(z.shape, generator=self.generator, dtype=z.dtype, device="cpu").to(z.device)
-        return _normalise(v, batched)[0]
+        return random_unit(z, batched, self.generator)
 
     def __call__(self, P: Operator, z: Tensor, batched: bool) -> Tensor:
         """The estimates :math:`\\hat\\sigma`, shape ``(B,)`` (``(1,)`` unbatched), with a graph to P's parameters."""
         z = z.detach()
         v = self._start(z, batched)
-        for step in range(self.steps):
-            with torch.no_grad():
-                _, Jv = jvp(P, (z,), (v,))
-                u, _ = _normalise(Jv.detach(), batched)
-            if step < self.steps - 1:
-                with torch.no_grad():
-                    _, vjp_fn = torch.func.vjp(P, z)
-                    v, _ = _normalise(vjp_fn(u)[0], batched)
-                continue
-            JTu = _transpose_product(P, z, u)
-            sigma = _per_sample_dot(JTu, v, batched)
-            self.v, _ = _normalise(JTu.detach(), batched)
-        return sigma
+        with torch.no_grad():
+            vjp_fn = torch.func.vjp(P, z)[1] if self.steps > 1 else None  # J^T at z, for the plain power steps
+            for _ in range(self.steps - 1):
+                u, _ = _normalise(jvp(P, (z,), (v,))[1], batched)
+                v, _ = _normalise(vjp_fn(u)[0], batched)
+            u, _ = _normalise(jvp(P, (z,), (v,))[1], batched)  # u = J v / ||J v||
+        JTu = _transpose_product(P, z, u)  # with a graph to the parameters
+        self.v, _ = _normalise(JTu.detach(), batched)
+        return _per_sample_dot(JTu, v, batched)
 
 
 class FrobeniusNorm:
