@@ -60,7 +60,7 @@ class IterativeModel(nn.Module):
         """Start every solve from the previous solution of the same mode (training or evaluation) and shape,
         instead of from :math:`f` (``--warm-start``). The fixed point is the same; only the iterations to
         reach ``tol`` change, so it needs a solve that stops at a tolerance."""
-        if type(self).forward is not IterativeModel.forward:
+        if not solved_by_fixpt(self):
             raise FixptError(f"--warm-start needs a model solved by fixpt.solve; {type(self).__name__} runs its own iteration")
         if self.solver_options()["tol"] <= 0:
             raise FixptError(f"--warm-start needs a solve that stops at a tolerance, but {type(self).__name__} runs a fixed number "
@@ -102,6 +102,12 @@ class IterativeModel(nn.Module):
             raise DivergenceError(f"the fixed-point solve produced non-finite values at iteration {sol.n_iter}; "
                                   "raise alpha, lower the learning rate or use --contractive")
         return self.decode(sol.z, batch)
+
+
+def solved_by_fixpt(model: nn.Module) -> bool:
+    """Whether ``model``'s forward is one :func:`fixpt.solve` of its operator (:meth:`IterativeModel.forward`),
+    which ``last_solution``, warm starts and the Jacobian penalty rely on; IterGNN runs its own iteration."""
+    return isinstance(model, IterativeModel) and type(model).forward is IterativeModel.forward
 
 
 @contextlib.contextmanager

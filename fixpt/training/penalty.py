@@ -25,7 +25,7 @@ from torch import Tensor
 from ..contraction import lipschitz
 from ..errors import FixptError
 from ..jacobian import hinge_penalty, make_estimator
-from ..models.base import IterativeModel
+from ..models.base import IterativeModel, solved_by_fixpt
 
 
 class JacobianPenalty:
@@ -42,7 +42,7 @@ class JacobianPenalty:
         """The run's penalty (None when ``jac_penalty`` is 0); a one-line error for a model it cannot apply to."""
         if not tcfg.jac_penalty:
             return None
-        if not isinstance(model, IterativeModel) or type(model).forward is not IterativeModel.forward:
+        if not solved_by_fixpt(model):
             raise FixptError(f"--jac-penalty needs a model solved by fixpt.solve (pign, vit, anie); {model_name} is not one")
         return cls(tcfg.jac_penalty, tcfg.jac_norm, tcfg.jac_target, tcfg.jac_steps, tcfg.seed)
 
