@@ -17,6 +17,14 @@ is the quantity that decides whether Picard iteration converges (Theorem 3). We 
 
 Certified *upper* bounds are architecture-specific and come from the models
 (``certified_lipschitz``); :func:`contraction` gathers everything into one report.
+
+**Other norms.** Banach's theorem holds in any norm, and the one that makes an operator a contraction need
+not be the Euclidean one. For a weighted norm :math:`\|z\|_S = \|S z\|_2` with a positive diagonal
+:math:`S` (e.g. :math:`S = D^{1/2}` over the nodes of a graph, under which mean aggregation
+:math:`D^{-1}A` on an undirected graph has norm 1 while its Euclidean norm grows with the hubs' degrees),
+:func:`conjugate` gives :math:`P_S(y) = S\,P(S^{-1} y)`: its derivative :math:`S J_P S^{-1}` has Euclidean
+norm :math:`\|J_P\|_S`, so every estimate above, run on :math:`P_S` at the points :math:`S z`, is the
+same estimate in the norm :math:`\|\cdot\|_S` (the spectral radius is unchanged: a similarity).
 """
 
 from __future__ import annotations
@@ -51,6 +59,15 @@ def _normalise(v: Tensor, batched: bool) -> tuple[Tensor, Tensor]:
     norms = torch.linalg.vector_norm(_flat(v, batched), dim=1).clamp_min(1e-30)
     shape = (-1,) + (1,) * (v.dim() - 1) if batched else (1,) * v.dim()
     return v / norms.reshape(shape), norms
+
+
+def conjugate(P: Operator, scale: Tensor | None) -> Operator:
+    r""":math:`P_S(y) = S\,P(S^{-1} y)` for :math:`S` = diag(``scale``) (broadcast against the state): the
+    operator in the coordinates :math:`y = S z`, whose Euclidean derivative norm is :math:`\|J_P\|_S`.
+    ``scale`` None is the identity (the Euclidean norm)."""
+    if scale is None:
+        return P
+    return lambda y: scale * P(y / scale)
 
 
 def random_unit(z: Tensor, batched: bool, generator: torch.Generator | None = None) -> Tensor:

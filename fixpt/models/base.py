@@ -47,9 +47,18 @@ class IterativeModel(nn.Module):
         return dict(n_iter=sol.n_iter, converged=sol.converged, final_residual=float(sol.residual.max()) if sol.n_iter else None,
                     residual_trace=sol.rel_trace.max(dim=1).values.tolist())
 
-    def certified_lipschitz(self, batch) -> tuple[float | None, str]:
-        """A proven upper bound on Lip(T) over the whole space, or (None, why not)."""
+    def certified_lipschitz(self, batch, norm: str = "l2") -> tuple[float | None, str]:
+        """A proven upper bound on Lip(T) over the whole space in the state norm ``norm``, or (None, why not)."""
         return None, f"{type(self).__name__} has no certified bound"
+
+    def state_scale(self, batch, norm: str) -> Tensor | None:
+        r"""The positive diagonal :math:`S` of the state norm :math:`\|z\|_S = \|S z\|_2` named ``norm``
+        (``--state-norm``), broadcastable against the state, or None for ``l2`` (:math:`S = I`); see
+        :func:`fixpt.contraction.conjugate`. Graph models add ``degree``."""
+        if norm == "l2":
+            return None
+        raise FixptError(f"--state-norm {norm}: {type(self).__name__} measures its state in l2 only (degree is a norm of graph "
+                         "models' node states); use --state-norm l2")
 
     def operator(self, batch) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
         """The free term :math:`f` (also :math:`z_0`) and the operator :math:`P(z) = T(z) + f` for ``batch``."""

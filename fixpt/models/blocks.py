@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch_geometric.nn import GCNConv, SAGEConv
-from torch_geometric.utils import degree
+from torch_geometric.utils import degree, is_undirected
 
 from ..errors import FixptError
 from . import kernels
@@ -187,17 +187,24 @@ def spectral_norm(weight: Tensor) -> float:
     return float(torch.linalg.matrix_norm(weight.detach().double(), ord=2)) * ROUNDING
 
 
+def node_degree(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """:math:`d_i`: the messages node i aggregates (edges into it; messages flow source -> target), at least 1."""
+    return degree(edge_index[1], num_nodes).clamp_min(1)
+
+
 def mean_aggregation_norm_bound(edge_index: Tensor, num_nodes: int) -> float:
     r""":math:`\sqrt{\|M\|_1 \|M\|_\infty}` for :math:`M = D^{-1} A` (messages flow source -> target)."""
     src, dst = edge_index
-    deg = degree(dst, num_nodes).clamp_min(1)
+    deg = node_degree(edge_index, num_nodes)
     col_sums = torch.zeros(num_nodes, dtype=torch.float64, device=edge_index.device).index_add_(0, src, (1.0 / deg[dst]).double())
     row_max = 1.0 if edge_index.numel() else 0.0
     return float(torch.sqrt(col_sums.max() * row_max)) * ROUNDING if edge_index.numel() else 0.0
 
 
-def block_lipschitz_bound(conv: nn.Module, edge_index: Tensor, num_nodes: int) -> tuple[float | None, str]:
-    """Certified upper bound on Lip(z -> ReLU(conv(z))) and how it was obtained."""
+def block_lipschitz_bound(conv: nn.Module, edge_index: Tensor, num_nodes: int, norm: str = "l2") -> tuple[float | None, str]:
+    """Certified upper bound on Lip(z -> ReLU(conv(z))) in the state norm ``norm`` and how it was obtained."""
+    if norm == "degree":
+        return _degree_norm_bound(conv, edge_index, num_nodes)
     if isinstance(conv, GCNBlock):
         return spectral_norm(conv.lin.weight), "||W||_2 * ||A_hat||_2 (=1, symmetric normalised) * Lip(ReLU)=1"
     if isinstance(conv, SAGEBlock) and conv.aggregation == "sym":
@@ -212,3 +219,15 @@ def block_lipschitz_bound(conv: nn.Module, edge_index: Tensor, num_nodes: int) -
     if isinstance(conv, PyGBlock):
         return None, f"a generic torch-geometric convolution ({conv.name}) provides no certified bound; empirical estimates only"
     return None, f"no bound known for {type(conv).__name__}"
+
+
+def _degree_norm_bound(conv: nn.Module, edge_index: Tensor, num_nodes: int) -> tuple[float | None, str]:
+    r"""The bound in the norm :math:`\|z\|_S = \|D^{1/2} z\|_2` (``--state-norm degree``). ReLU commutes with the
+    positive diagonal :math:`S`, so :math:`\mathrm{Lip}_S \le \|W_r\|_2 + \|S M S^{-1}\|_2 \|W_l\|_2`, and for mean
+    aggregation :math:`S D^{-1} A S^{-1} = D^{-1/2} A D^{-1/2}`, of norm at most 1 when :math:`A` is symmetric."""
+    if isinstance(conv, SAGEBlock) and conv.aggregation == "mean":
+        if not is_undirected(edge_index, num_nodes=num_nodes):
+            return None, "the graph is directed, so D^-1/2 A D^-1/2 has no norm-1 bound; empirical estimates only"
+        return (spectral_norm(conv.lin_r.weight) + spectral_norm(conv.lin_l.weight),
+                "||W_r||_2 + ||D^-1/2 A D^-1/2||_2 (<=1, A symmetric) * ||W_l||_2, times Lip(ReLU)=1, in ||D^1/2 z||")
+    return None, f"no bound in the degree norm for {type(conv).__name__} (only SAGE with mean aggregation has one); empirical estimates only"

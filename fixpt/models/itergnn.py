@@ -75,8 +75,8 @@ class IterGNN(IterativeModel):
     def run_statistics(self) -> dict:
         return {"n_iter": self.n_iter}  # it stops by its own rule, not by a solve
 
-    def certified_lipschitz(self, data) -> tuple[float | None, str]:
-        return block_lipschitz_bound(self.block, data.edge_index, data.num_nodes)
+    def certified_lipschitz(self, data, norm: str = "l2") -> tuple[float | None, str]:
+        return block_lipschitz_bound(self.block, data.edge_index, data.num_nodes, norm)
 
     def forward(self, data) -> Tensor:
         h = self.encode(data)

@@ -213,5 +213,5 @@ class IterativeViT(IterativeModel):
         c = self.cfg
         return dict(method=c.solver, alpha=c.alpha, tol=0.0, max_iter=c.n_iter, grad=c.grad, batched=True)
 
-    def certified_lipschitz(self, data) -> tuple[float | None, str]:
+    def certified_lipschitz(self, data, norm: str = "l2") -> tuple[float | None, str]:
         return None, NO_ATTENTION_BOUND

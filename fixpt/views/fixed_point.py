@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 from rich.markup import escape
+from torch import Tensor
 
-from ..contraction import contraction
+from ..contraction import _flat, conjugate, contraction
 from ..errors import FixptError
 from ..models.base import cached_weights
 from ..solve import solve
@@ -34,6 +35,7 @@ class IterateOptions:
 class ContractionOptions(PowerIterationOptions):
     samples: int = field(default=8, metadata={"min": 1, "help": "points along the solver's trajectory where ||J|| is measured"})
     require_certificate: bool = field(default=False, metadata={"help": "exit 1 unless a certified bound is below the threshold"})
+    state_norm: str = field(default="l2", metadata={"choices": ("l2", "degree"), "help": "norm of the state: l2, or degree (||D^1/2 z||_2 over nodes; graph models); a contraction in any norm converges"})
 
 
 def trained_depth(solver_options: dict) -> int | None:
@@ -116,14 +118,18 @@ class FixedPointView(View):
                 sol = solve(P, f, callback=lambda k, z: iterates.append(z), **{**solver, "grad": "unroll"})
             if sol.diverged or not torch.isfinite(f).all():
                 return _diverged(trained.spec.name, sol.n_iter)
+            scale = model.state_scale(data, opts.state_norm)  # the norm ||S z||_2: work with P_S at S z
+            iterates = iterates if scale is None else [scale * z for z in iterates]
             picks = torch.linspace(0, len(iterates) - 1, min(opts.samples, len(iterates))).round().long().unique()
             points = [iterates[i] for i in picks.tolist()]
-            report = contraction(P, points, batched=solver["batched"], certified=model.certified_lipschitz(data),
+            report = contraction(conjugate(P, scale), points, batched=solver["batched"],
+                                 certified=model.certified_lipschitz(data, opts.state_norm),
                                  threshold=opts.threshold, alpha=solver["alpha"], iters=opts.iters, seed=opts.seed)
         if sol.n_iter:
-            report.add_banach_bounds(sol.n_iter, float(sol.abs_trace[0].max()), float(sol.abs_trace[-1].max()))
-        result = {**report.as_dict(), "trained_depth": depth}
-        table = _contraction_table(trained.spec.name, report, result, solver["alpha"], len(points))
+            steps = [_step_norm(iterates[k], iterates[k - 1], solver["batched"]) for k in (1, len(iterates) - 1)]
+            report.add_banach_bounds(sol.n_iter, *steps)
+        result = {**report.as_dict(), "trained_depth": depth, "state_norm": opts.state_norm}
+        table = _contraction_table(trained.spec.name, report, result, solver["alpha"], len(points), opts.state_norm)
         colour = {"certified": "green", "empirical": "yellow", "not contractive": "red"}[report.verdict]
         notes = [f"verdict: [{colour}]{report.verdict}[/] (threshold {opts.threshold})"]
         if depth is not None:
@@ -131,6 +137,11 @@ class FixedPointView(View):
                          "continuing them would converge.")
         ok = report.verdict == "certified" if opts.require_certificate else report.contractive
         return ViewResult({"model": trained.spec.name, **result}, [table], notes, ok=ok)
+
+
+def _step_norm(z: Tensor, previous: Tensor, batched: bool) -> float:
+    """The step :math:`\\|z_k - z_{k-1}\\|` (the largest over samples), in the coordinates of the state norm."""
+    return float(torch.linalg.vector_norm(_flat(z - previous, batched), dim=1).max())
 
 
 def _diverged(name: str, k: int) -> ViewResult:
@@ -141,12 +152,15 @@ def _diverged(name: str, k: int) -> ViewResult:
                              "a contraction there and no Jacobian norm can be measured"], ok=False)
 
 
-def _contraction_table(name: str, report, result: dict, alpha: float, n_points: int) -> TextTable:
-    ln = result["local_norm"]
+NORM_LABELS = {"l2": "2", "degree": "S, S = D^1/2"}
+
+
+def _contraction_table(name: str, report, result: dict, alpha: float, n_points: int, state_norm: str = "l2") -> TextTable:
+    ln, sub = result["local_norm"], NORM_LABELS[state_norm]
     table = TextTable(f"{name}: contraction of P(z) = T(z) + f  (damping alpha = {alpha})", ["quantity", "value", "meaning"],
                       left=("quantity", "meaning"))
     table.rows = [
-        ["local ||J_P||_2", f"{ln['min']:.4f} / {ln['median']:.4f} / {ln['max']:.4f}", f"min / median / max over {n_points} points on the trajectory"],
+        [f"local ||J_P||_{sub}", f"{ln['min']:.4f} / {ln['median']:.4f} / {ln['max']:.4f}", f"min / median / max over {n_points} points on the trajectory"],
         ["spectral radius", f"{report.spectral_radius:.4f}", "rho(J_P(z*)) at the last iterate"],
         ["empirical ratio", f"{report.empirical_ratio:.4f}", "max ||P(x)-P(y)||/||x-y|| over sampled pairs (lower bound)"],
         ["certified bound", "none" if report.certified_bound is None else f"{report.certified_bound:.4f}", report.certified_reason],
