@@ -122,8 +122,9 @@ class FixedPointView(View):
             iterates = iterates if scale is None else [scale * z for z in iterates]
             picks = torch.linspace(0, len(iterates) - 1, min(opts.samples, len(iterates))).round().long().unique()
             points = [iterates[i] for i in picks.tolist()]
-            report = contraction(conjugate(P, scale), points, batched=solver["batched"],
-                                 certified=model.certified_lipschitz(data, opts.state_norm),
+            # the one-argument call in l2 keeps models written against the older interface working
+            certified = model.certified_lipschitz(data) if scale is None else model.certified_lipschitz(data, opts.state_norm)
+            report = contraction(conjugate(P, scale), points, batched=solver["batched"], certified=certified,
                                  threshold=opts.threshold, alpha=solver["alpha"], iters=opts.iters, seed=opts.seed)
         if sol.n_iter:
             steps = [_step_norm(iterates[k], iterates[k - 1], solver["batched"]) for k in (1, len(iterates) - 1)]
