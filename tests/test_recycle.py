@@ -7,23 +7,18 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from fixpt.cli import app
 from fixpt.errors import FixptError
 from fixpt.protein import read_chain
 from fixpt.recycle import RecycleRunConfig, colabfold_command, find_trajectories, read_fasta
 from fixpt.recycle.runner import parse_models
 
+from cli_checks import run
+
 HERE = Path(__file__).resolve().parent
 STEM = "RfaH_unrelaxed_rank_001_alphafold2_model_2_seed_003"
 ROW_KEYS = {"target", "model", "seed", "recycle", "rmsd", "gdt_ts", "gdt_ha", "tm_fixed", "tm_align", "lddt_no_stereochecks", "lddt_ca",
             "plddt", "residual_rmsd", "residual_tol"}
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def one_line_error(res, *needles):

@@ -119,8 +119,9 @@ def test_the_penalty_takes_J_at_the_evaluation_solution(tmp_path):
     z_train = model.last_solution.z.detach()
     assert not torch.allclose(z_train, z_eval, atol=1e-3)
     model.eval()  # as the penalty calls it
-    at_eval = JacobianPenalty(1.0, "spectral", 0.9, 1, 0, at="eval")._point(model, data)
-    at_train = JacobianPenalty(1.0, "spectral", 0.9, 1, 0, at="train")._point(model, data)
+    f, P = model.operator(data)
+    at_eval = JacobianPenalty(1.0, "spectral", 0.9, 1, 0, at="eval")._point(model, f, P)
+    at_train = JacobianPenalty(1.0, "spectral", 0.9, 1, 0, at="train")._point(model, f, P)
     assert torch.allclose(at_eval, z_eval, atol=1e-6) and torch.equal(at_train, z_train)
 
 

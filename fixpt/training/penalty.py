@@ -17,8 +17,8 @@ the batch instead, one more solve without a graph per step. On Cora (SAGE, degre
 seed) ``eval`` ended at 0.91 with 63.5 % test accuracy, ``train`` at 0.90 with 69.1 %: no gain for its cost
 there, so it is not the default.
 
-``metrics.json`` records the last penalty (``jac_penalty_last``), the last training estimate (``jac_norm_last``) and, at the end of training,
-the local norm at the evaluation solution of the last training batch by a converged power iteration
+``metrics.json`` records the last penalty (``jac_penalty_last``), the last training estimate
+(``jac_norm_last``) and, at the end of training, the local norm at the evaluation solution of the last training batch by a converged power iteration
 (``jac_norm_end``, the same estimate as ``check-contraction``'s local norms). Every epoch's ``history.csv``
 row has ``jac_norm`` and ``jac_penalty``, and model selection prefers epochs whose estimate is at or below
 the target (:attr:`JacobianPenalty.feasible`; see :class:`~fixpt.training.parts.BestEpoch`).
@@ -61,18 +61,16 @@ class JacobianPenalty:
             raise FixptError(f"--jac-penalty needs a model solved by fixpt.solve (pign, vit, anie); {model_name} is not one")
         return cls(tcfg.jac_penalty, tcfg.jac_norm, tcfg.jac_target, tcfg.jac_steps, tcfg.seed, tcfg.state_norm, tcfg.jac_at)
 
-    def _in_state_norm(self, model: IterativeModel, batch, z: Tensor):
+    def _in_state_norm(self, model: IterativeModel, batch, P, z: Tensor):
         """The operator and the point in the coordinates of the state norm: :math:`(P_S, S z)`."""
-        _, P = model.operator(batch)
         scale = model.state_scale(batch, self.state_norm)
         return conjugate(P, scale), (z if scale is None else scale * z)
 
-    def _point(self, model: IterativeModel, batch) -> Tensor:
+    def _point(self, model: IterativeModel, f: Tensor, P) -> Tensor:
         """Where J is taken: the training pass's solution (``train``), or the evaluation-mode solve of the batch
-        (``eval``: the point ``check-contraction`` examines; one more solve, without a graph)."""
+        from its free term ``f`` (``eval``: the point ``check-contraction`` examines; one more solve, without a graph)."""
         if self.at == "train":
             return model.last_solution.z.detach()
-        f, P = model.operator(batch)
         options = {**model.solver_options(), "grad": "unroll"}
         with torch.no_grad(), cached_weights(model):
             return solve(P, f, **options).z
@@ -81,7 +79,8 @@ class JacobianPenalty:
         was_training = model.training
         model.eval()  # the operator as evaluation runs it: no dropout inside the step
         try:
-            P, z = self._in_state_norm(model, batch, self._point(model, batch))
+            f, P = model.operator(batch)
+            P, z = self._in_state_norm(model, batch, P, self._point(model, f, P))
             return self.estimator(P, z, model.solver_options()["batched"])
         finally:
             model.train(was_training)
@@ -126,7 +125,8 @@ class JacobianPenalty:
             model.eval()
             with torch.no_grad():
                 model(self._last_batch)
-            P, z = self._in_state_norm(model, self._last_batch, model.last_solution.z)
+            _, P = model.operator(self._last_batch)
+            P, z = self._in_state_norm(model, self._last_batch, P, model.last_solution.z)
             norms = lipschitz(P, z, batched=model.solver_options()["batched"],
                               generator=torch.Generator().manual_seed(0))
             out["jac_norm_end"] = float(norms.max())
