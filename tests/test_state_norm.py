@@ -132,3 +132,24 @@ def test_models_without_the_degree_norm_refuse_it(tmp_path):
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
     res = cli("train", "anie", *flags, "--jac-penalty", "1", "--state-norm", "degree", "--out", tmp_path / "anie")
     one_line_error(res, "--state-norm degree", "l2 only")
+
+
+def test_contractive_sage_with_mean_aggregation_is_certified_in_the_degree_norm(tmp_path):
+    """--contractive --aggregation mean: ||W_r|| = ||W_l|| = gamma/2 keeps D^-1 A and certifies gamma in the degree
+    norm, where the Euclidean bound pays sqrt(||M||_1 ||M||_inf) for the aggregation; the dense local norm of the
+    damped map, alpha I + (1 - alpha) J_T, lies under alpha + (1 - alpha) gamma."""
+    out = tmp_path / "sn-mean"
+    train("pign", {**PIGN, "contractive": True, "aggregation": "mean"}, GRAPH, {"epochs": 5, "seed": 0}, out=out, device="cpu")
+    trained = load_trained(out / "ckpt.pt", device="cpu")
+    model, data = trained.model, trained.data
+    assert model.block.aggregation == "mean"
+    bound, why = model.certified_lipschitz(data, "degree")
+    assert bound == pytest.approx(0.9, rel=1e-3), why
+    assert model.certified_lipschitz(data, "l2")[0] > 1.0
+    dense = dense_local_norm(model, data, model.state_scale(data, "degree"))
+    assert dense <= 0.5 + 0.5 * bound * (1 + 1e-4)
+    report = json.loads(cli("check-contraction", out / "ckpt.pt", "--state-norm", "degree", "--json").stdout)
+    assert report["verdict"] == "certified" and report["certified_bound"] == pytest.approx(bound, rel=1e-6)
+    res = cli("train", "pign", "--backbone", "gcn", "--aggregation", "mean", "--dataset", "csbm", "--csbm-nodes", "60",
+              "--epochs", "1", "--out", tmp_path / "gcn")
+    one_line_error(res, "aggregation is a sage option")

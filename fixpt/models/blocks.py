@@ -149,8 +149,11 @@ def is_pyg(backbone: str) -> bool:
 
 def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = False, gamma: float = 0.9,
                attn_dropout: float = 0.0, concat_heads: bool = True, backend: str | None = None,
-               block_kwargs: dict | None = None) -> nn.Module:
-    """A square ``dim -> dim`` conv; ``contractive`` normalises its weights so that Lip(conv) <= gamma.
+               block_kwargs: dict | None = None, aggregation: str | None = None) -> nn.Module:
+    r"""A square ``dim -> dim`` conv; ``contractive`` normalises its weights so that Lip(conv) <= gamma.
+    SAGE: ``aggregation`` ``mean`` (:math:`D^{-1}A`, the default) or ``sym`` (:math:`D^{-1/2}AD^{-1/2}`, the default
+    with ``contractive``); contractive sym is bounded in the Euclidean norm, contractive mean in the degree norm
+    :math:`\|D^{1/2}z\|_2` on undirected graphs (:func:`block_lipschitz_bound`).
     GAT: ``heads`` heads of width ``dim / heads`` concatenated, or (``concat_heads=False``) of width ``dim`` averaged.
     ``pyg:NAME``: that torch-geometric convolution (:class:`PyGBlock`), built with ``block_kwargs``.
     ``backend``: the kernels (default: :func:`fixpt.models.kernels.backend`)."""
@@ -160,6 +163,8 @@ def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = F
         return PyGBlock(backbone.removeprefix(PREFIX), dim, block_kwargs)
     if block_kwargs:
         raise FixptError(f"block_kwargs configure pyg: backbones only; backbone {backbone!r} takes none (leave it empty)")
+    if aggregation is not None and backbone != "sage":
+        raise FixptError(f"aggregation is a sage option; backbone {backbone!r} takes none (leave it unset)")
     if backbone not in BACKBONES:
         raise FixptError(f"unknown backbone {backbone!r}; valid: {', '.join(BACKBONES)}, or pyg:<a torch_geometric.nn conv> (e.g. pyg:GINConv)")
     if backbone == "gat":
@@ -175,12 +180,11 @@ def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = F
         if contractive:
             parametrize.register_parametrization(conv.lin, "weight", ScaledSpectralNorm(gamma))
         return conv
-    if contractive:  # sage: ||W_r|| + ||W_l|| <= gamma with the norm-1 symmetric propagation
-        conv = SAGEBlock(dim, dim, aggregation="sym", backend=backend)
+    conv = SAGEBlock(dim, dim, aggregation=aggregation or ("sym" if contractive else "mean"), backend=backend)
+    if contractive:  # sage: ||W_r|| + ||W_l|| <= gamma, the propagation of norm 1 (sym: Euclidean; mean: degree norm)
         parametrize.register_parametrization(conv.lin_l, "weight", ScaledSpectralNorm(gamma / 2))
         parametrize.register_parametrization(conv.lin_r, "weight", ScaledSpectralNorm(gamma / 2))
-        return conv
-    return SAGEBlock(dim, dim, backend=backend)
+    return conv
 
 
 def spectral_norm(weight: Tensor) -> float:

@@ -25,7 +25,9 @@ input and the decoder input only (so :math:`P` is deterministic, apart from GAT'
 ``attn_dropout`` in training), GAT heads of width ``hidden / heads`` concatenated. With
 ``contractive`` the block's weights are spectrally normalised so that
 :math:`\mathrm{Lip}(T) \le \gamma < 1` (see :mod:`fixpt.models.blocks`), which Banach's theorem
-turns into a unique fixed point and a certificate from ``fixpt check-contraction``.
+turns into a unique fixed point and a certificate from ``fixpt check-contraction``: in the Euclidean norm
+for GCN and for SAGE with its default there, symmetric aggregation; with ``aggregation="mean"`` SAGE keeps
+the mean aggregation and is certified in the degree norm :math:`\|D^{1/2} z\|_2` (undirected graphs).
 
 ``backbone`` is one of fixpt's blocks (``gcn``, ``gat``, ``sage``: CSR kernels, the fast path) or
 ``pyg:NAME``, any ``torch_geometric.nn`` convolution by class name (e.g. ``pyg:GINConv``), built
@@ -81,6 +83,7 @@ class PIGNConfig(GraphWidth):
     dropout: float = field(default=0.5, metadata={"min": 0, "below": 1, "help": "dropout probability at the places dropout_at names"})
     attn_dropout: float = field(default=0.6, metadata={"min": 0, "below": 1, "help": "gat only: dropout on attention coefficients inside the block (training only)"})
     contractive: bool = field(default=False, metadata={"help": "spectral-normalise the block to Lip <= gamma"})
+    aggregation: str | None = field(default=None, metadata={"choices": ("mean", "sym"), "help": "sage: neighbour aggregation, mean (D^-1 A) or sym (D^-1/2 A D^-1/2) (default: mean; sym with --contractive, certified in the l2 norm; --contractive with mean is certified in the degree norm, check-contraction --state-norm degree)"})
     gamma: float = field(default=0.9, metadata={"above": 0, "below": 1, "help": "contraction factor with --contractive"})
     free_term: bool | None = field(default=None, metadata={"help": "add the encoded features f at every step (default: the form's, fixed-point yes, paper no)"})
     dropout_at: str | None = field(default=None, metadata={"help": "where dropout acts, comma-separated from input,encoded,loop,decoder (loop: a fresh mask each iteration) (default: the form's, fixed-point input,decoder, paper encoded,loop)"})
@@ -168,7 +171,7 @@ class PIGN(IterativeModel):
                                      Dropout(p["encoded"], backend))
         self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, contractive=cfg.contractive, gamma=cfg.gamma,
                                 attn_dropout=cfg.attn_dropout, concat_heads=cfg.piece("gat_heads") == "concat", backend=backend,
-                                block_kwargs=cfg.block_arguments())
+                                block_kwargs=cfg.block_arguments(), aggregation=cfg.aggregation)
         self.loop_drop = Dropout(p["loop"], backend)
         self.decoder = nn.Sequential(Dropout(p["decoder"], backend), nn.Linear(cfg.hidden, out_dim))
         self.graphs = kernels.GraphCache(self.block.graph_needs, backend)
