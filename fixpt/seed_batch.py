@@ -42,6 +42,7 @@ from torch.nn.utils import parametrize
 from .config import from_dict, to_dict
 from .device import resolve_device
 from .errors import DivergenceError, FixptError
+from .models import kernels
 from .models.base import IterativeModel, seed_batch_mode
 from .registry import get_spec
 from .tasks import get_task
@@ -58,6 +59,8 @@ def unbatchable_reason(name: str, model_cfg: dict, train_cfg: dict, task: str | 
     task_obj = get_task(spec.task_for(task))
     if not task_obj.seed_batches:
         return f"task {task_obj.name} trains one run at a time"
+    if kernels.backend() == "reference":
+        return "the reference graph kernels (FIXPT_KERNELS=reference, or the fast ones failed their self-check) have no vmap rules"
     if train_cfg.get("batch_size", 0):
         return "minibatches (batch_size > 0)"
     if train_cfg.get("jac_penalty", 0) or train_cfg.get("warm_start", False):

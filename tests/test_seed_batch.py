@@ -122,6 +122,20 @@ grid: {backbone: [gcn]}
 """
 
 
+
+def test_seed_batches_fall_back_to_single_runs_on_the_reference_kernels(tmp_path, monkeypatch):
+    """FIXPT_KERNELS=reference: the reference kernels have no vmap rules, so --seed-batch trains every seed on
+    its own instead of failing each batch."""
+    from fixpt.sweep import load_preset, plan_jobs
+
+    monkeypatch.setenv("FIXPT_KERNELS", "reference")
+    preset = tmp_path / "p.yaml"
+    preset.write_text(PRESET.replace("model: [gnn, pign]", "model: pign").replace("seeds: 3", "seeds: 2"))
+    assert [len(j) for j in plan_jobs(load_preset(preset).runs, 2)] == [1, 1]
+    res = CliRunner().invoke(app, ["sweep", str(preset), "--out", str(tmp_path / "sw"), "--seed-batch", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "sw" / "runs").glob("*/metrics.json"))) == 2
+
 def test_sweep_with_seed_batches_groups_splits_and_resumes(tmp_path):
     from fixpt.sweep import load_preset, plan_jobs
 
