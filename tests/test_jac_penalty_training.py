@@ -76,3 +76,12 @@ def test_penalty_on_a_batched_field_model_records_per_sample_norms(tmp_path):
     assert execute(run, tmp_path / "sweep", device="cpu", save_ckpt=True)["status"] == "done"
     metrics = json.loads((tmp_path / "sweep" / "runs" / run.id / "metrics.json").read_text())
     assert metrics["jac_norm_end"] > 0 and metrics["jac_norm_last"] > 0 and metrics["jac_penalty_last"] >= 0
+
+
+def test_the_step_flops_count_the_penalty_and_grow_with_its_power_steps(tmp_path):
+    """train_flops_per_step includes the penalty: every power step adds products (a jvp and a vjp through the
+    operator), so the count is above the plain step's and grows with --jac-steps."""
+    flops = {k: run(tmp_path, f"s{k}", {"epochs": 1, "jac_penalty": 1.0, "jac_steps": k})["train_flops_per_step"]
+             for k in (1, 3, 5)}
+    plain = run(tmp_path, "plain", {"epochs": 1})["train_flops_per_step"]
+    assert plain < flops[1] < flops[3] < flops[5]

@@ -121,7 +121,7 @@ def fit_epochs(spec, task, request) -> dict:
         _load_solver_state(model, penalty, state.get("solver", {}), dev)
     # FLOPs of one step at the start of training, for --plot's curves (a resumed run keeps its first count)
     cost = state.get("solver", {}).get("step_cost") if state else None
-    cost = cost or train_step_cost(model, task, data, index, tcfg.batch_size, cast)
+    cost = cost or train_step_cost(model, task, data, index, tcfg.batch_size, cast, penalty)
     start = time.perf_counter()
     with log:
         log.start(flatten({k: configs[k] for k in ("model", "data", "train")}), {"model": spec.name, "task": task.name},
