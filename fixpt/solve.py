@@ -529,14 +529,14 @@ def _adjoint_hook(P: Operator, z_star: Tensor, *, info: dict, **opts) -> Callabl
     with torch.enable_grad():
         Pz = P(z_in)
 
-    def vjp_plus_g(y: Tensor, g: Tensor) -> Tensor:
-        (jt_y,) = torch.autograd.grad(Pz, z_in, y, retain_graph=True, allow_unused=True)
-        return g if jt_y is None else jt_y + g  # None: P does not read z, so J = 0 and y = g
-
     def hook(g: Tensor) -> Tensor:
-        vjp = lambda y: vjp_plus_g(y, g)  # noqa: E731
+        def adjoint_step(y: Tensor) -> Tensor:
+            r""":math:`y \mapsto J^\top y + g`; autograd returns None for :math:`J^\top y` when P does not read z (J = 0)."""
+            (jt_y,) = torch.autograd.grad(Pz, z_in, y, retain_graph=True, allow_unused=True)
+            return g if jt_y is None else jt_y + g
+
         with torch.no_grad():
-            adj = _iterate(vjp, g, stop_mode="rel", callback=None, **opts)
+            adj = _iterate(adjoint_step, g, stop_mode="rel", callback=None, **opts)
         info["backward"] = {"n_iter": adj.n_iter, "converged": adj.converged,
                             "residual": float(adj.residual.max()) if adj.n_iter else float("nan")}
         if adj.diverged:

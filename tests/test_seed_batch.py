@@ -122,7 +122,6 @@ grid: {backbone: [gcn]}
 """
 
 
-
 def test_seed_batches_fall_back_to_single_runs_on_the_reference_kernels(tmp_path, monkeypatch):
     """FIXPT_KERNELS=reference: the reference kernels have no vmap rules, so --seed-batch trains every seed on
     its own instead of failing each batch."""
@@ -135,6 +134,7 @@ def test_seed_batches_fall_back_to_single_runs_on_the_reference_kernels(tmp_path
     res = CliRunner().invoke(app, ["sweep", str(preset), "--out", str(tmp_path / "sw"), "--seed-batch", "2", "--json"])
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "sw" / "runs").glob("*/metrics.json"))) == 2
+
 
 def test_sweep_with_seed_batches_groups_splits_and_resumes(tmp_path):
     from fixpt.sweep import load_preset, plan_jobs

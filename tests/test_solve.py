@@ -119,7 +119,6 @@ def test_implicit_backward_reports_its_solve():
     assert sol.info["backward"]["converged"] and sol.info["backward"]["n_iter"] > 1
 
 
-
 @pytest.mark.parametrize("grad", ["unroll", "last", "implicit"])
 def test_gradient_of_an_operator_that_does_not_read_z(grad):
     """P(z) = w * x has J = 0 and z* = w * x, so d(sum z*)/dw = x in every gradient mode (the implicit adjoint
@@ -129,6 +128,7 @@ def test_gradient_of_an_operator_that_does_not_read_z(grad):
     sol = fixpt.solve(lambda z: w * x, torch.zeros(3), grad=grad, tol=1e-8, max_iter=20)
     sol.z.sum().backward()
     torch.testing.assert_close(w.grad, x)
+
 
 def saved_bytes(grad, W, b, max_iter):
     """Bytes autograd saves for the backward pass of one solve."""
