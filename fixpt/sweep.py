@@ -227,7 +227,7 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
         raise FixptError(f"seeds must be a positive integer; got {_short(n_seeds)}")
     top_model = _override(grids, base, top_model, overrides or {})
     runs: list[Run] = []
-    axes: dict[str, set] = {}
+    points: list[dict] = []
     for grid in grids:
         grid = dict(grid)
         if "model" not in grid:
@@ -244,10 +244,12 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
             run = Run(model=model, params=params)
             resolve(run)
             runs.append(run)
-            for k, v in point.items():
-                axes.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
+            points.append(point)
     runs = _unique(runs)
-    varying = [k for k, v in axes.items() if len(v) > 1 and k != "seed"]
+    # a key varies when the grid points give it more than one value; a key one grid sets and another leaves out
+    # varies too (the two grids' runs differ in it), so "unset" counts as a value
+    keys = list(dict.fromkeys(k for point in points for k in point))
+    varying = [k for k in keys if k != "seed" and len({json.dumps(p.get(k, "<unset>"), sort_keys=True) for p in points}) > 1]
     return Sweep(name=path.stem, description=str(doc.get("description", "")), report=report, runs=runs, varying=varying)
 
 

@@ -91,6 +91,22 @@ grid:
         ("gnn", 2, None), ("gnn", 3, None), ("pign", None, 1), ("pign", None, 2), ("pign", None, 4)]
 
 
+
+def test_a_key_only_one_grid_sets_varies(tmp_path):
+    """The authors' form of table4-initial is a second grid that sets switches to single values: its runs differ
+    from the first grid's in those keys, so they vary (a report that left them out would pool the two forms
+    as if they were seeds of one configuration)."""
+    text = """
+model: pign
+base: {dataset: csbm}
+grid:
+  - {max_iter: [1, 4]}
+  - {max_iter: [1, 4], alpha: [0.2], solver: [anderson]}
+"""
+    sweep = load_preset(write(tmp_path, text))
+    assert sweep.varying == ["max_iter", "alpha", "solver"]
+    assert load_preset(write(tmp_path, "model: pign\ngrid:\n  - {max_iter: [1, 4], alpha: [0.2]}\n")).varying == ["max_iter"]
+
 @pytest.mark.parametrize("text, needle", [
     ("model: pign\nbase: {alhpa: 0.5}", "'alhpa'"),
     ("model: gnn\ngrid: {max_iter: [1, 2]}", "'max_iter' is not a config key of model 'gnn'"),
@@ -202,3 +218,14 @@ grid: {alpha: [0.5, 0.8]}
     assert sorted(c["n"] for c in cells) == [6, 6]  # 12 runs, each reported exactly once
     index_ids = [r["id"] for r in json.loads((out / "index.json").read_text())["runs"]]
     assert len(index_ids) == len(set(index_ids)) == 12
+
+
+def test_a_report_separates_runs_an_old_index_did_not_mark_as_varying():
+    """Runs that differ in a parameter the index's varying list lacks (sweeps written before the fix above) are
+    told apart by the report, which adds the parameters the finished runs disagree on."""
+    from fixpt.report.runs import FinishedRun, _varying
+
+    runs = [FinishedRun(str(i), "anie", {"n_iter": n, "seed": 0, **extra}, {}, None)
+            for i, (n, extra) in enumerate([(1, {}), (4, {}), (1, {"residual": True}), (4, {"residual": True})])]
+    assert _varying(["n_iter"], runs) == ["n_iter", "residual"]
+    assert _varying(["n_iter"], runs[:2]) == ["n_iter"]

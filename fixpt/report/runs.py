@@ -57,7 +57,17 @@ def load_runs(sweep_dir: str | Path, strict: bool = False) -> SweepRuns:
         runs += [run] if run is not None else []
     if not runs:
         raise FixptError(f"{d} has no finished runs yet ({len(planned)} planned); run or resume the sweep first")
-    return SweepRuns(d, index.get("name", ""), index.get("report", "generic"), index.get("varying", []), len(planned), runs, skipped)
+    return SweepRuns(d, index.get("name", ""), index.get("report", "generic"), _varying(index.get("varying", []), runs),
+                     len(planned), runs, skipped)
+
+
+def _varying(recorded: list[str], runs: list[FinishedRun]) -> list[str]:
+    """The index's varying keys, plus any parameter the finished runs disagree on (a key that is unset in some
+    counts as varying): sweeps written before fixpt counted a key that only one grid of a union sets missed
+    those, and a report must not pool different configurations as seeds."""
+    keys = dict.fromkeys(k for r in runs for k in r.params if k != "seed")
+    differ = [k for k in keys if len({json.dumps(r.params.get(k, "<unset>"), sort_keys=True) for r in runs}) > 1]
+    return list(recorded) + [k for k in differ if k not in recorded]
 
 
 def _finished(d: Path, index_path: Path, i: int, r) -> tuple[FinishedRun | None, str | None]:
