@@ -73,7 +73,7 @@ def save_figure(fig, path: str | Path) -> Path:
 
     fig.tight_layout()
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png", bbox_inches="tight"))
     plt.close(fig)
     return path
 
@@ -176,16 +176,23 @@ def plot_learning_curves(series: dict[str, tuple[list[float], list[float | None]
     """Test score against training steps (left) and against estimated training FLOPs (right), one line per
     ``series`` entry ``label: (steps, flops, scores)``, log-log; a line whose FLOPs are unknown is left out of
     the right panel (see :mod:`fixpt.report.curves`)."""
+    import textwrap
+
     plt = pyplot()
     fig, (ax_s, ax_f) = plt.subplots(1, 2, figsize=(11, 4))
     for label, (steps, flops, scores) in series.items():
-        line, = ax_s.plot(steps, scores, marker="o", ms=2, label=label)
+        line, = ax_s.plot(steps, scores, marker="o", ms=2, label=textwrap.fill(label, 110))
         if all(f is not None for f in flops):
-            ax_f.plot(flops, scores, marker="o", ms=2, label=label, color=line.get_color())
+            ax_f.plot(flops, scores, marker="o", ms=2, color=line.get_color())
     ax_s.set(xlabel="training steps", ylabel=f"test {metric}", xscale="log", yscale="log", title=f"test {metric} against steps")
     ax_f.set(xlabel="training FLOPs (estimate from one step)", ylabel=f"test {metric}", xscale="log", yscale="log",
              title=f"test {metric} against FLOPs")
+    from matplotlib.ticker import NullFormatter
+
     for ax in (ax_s, ax_f):
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=6)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # log-axis minor labels collide over short ranges
+    # one legend for both panels, under them (save_figure keeps it in the image): labels can be long
+    fig.tight_layout()
+    fig.legend(*ax_s.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7, frameon=False)
     return save_figure(fig, path)
