@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -176,7 +177,7 @@ def plot_learning_curves(series: dict[str, tuple[list[float], list[float | None]
     """Test score against training steps (left) and against estimated training FLOPs (right), one line per
     ``series`` entry ``label: (steps, flops, scores)``, log-log; a line whose FLOPs are unknown is left out of
     the right panel (see :mod:`fixpt.report.curves`)."""
-    import textwrap
+    from matplotlib.ticker import NullFormatter
 
     plt = pyplot()
     fig, (ax_s, ax_f) = plt.subplots(1, 2, figsize=(11, 4))
@@ -187,12 +188,9 @@ def plot_learning_curves(series: dict[str, tuple[list[float], list[float | None]
     ax_s.set(xlabel="training steps", ylabel=f"test {metric}", xscale="log", yscale="log", title=f"test {metric} against steps")
     ax_f.set(xlabel="training FLOPs (estimate from one step)", ylabel=f"test {metric}", xscale="log", yscale="log",
              title=f"test {metric} against FLOPs")
-    from matplotlib.ticker import NullFormatter
-
     for ax in (ax_s, ax_f):
         ax.grid(alpha=0.3, which="both")
         ax.xaxis.set_minor_formatter(NullFormatter())  # log-axis minor labels collide over short ranges
-    # one legend for both panels, under them (save_figure keeps it in the image): labels can be long
-    fig.tight_layout()
+    # one legend for both panels, under them (save_figure's tight bounding box keeps it): labels can be long
     fig.legend(*ax_s.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7, frameon=False)
     return save_figure(fig, path)

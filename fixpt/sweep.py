@@ -42,7 +42,7 @@ from .errors import FixptError
 from .presets import find_preset
 from .registry import LAYOUTS, get_spec, list_models
 from .tasks import FitRequest, get_task
-from .sweepdir import INDEX, run_folder
+from .sweepdir import INDEX, run_folder, varying_keys
 from .training.rundir import CONFIG, RunDir, write_json
 from .workers import WORKER_DIED, WorkerPool
 
@@ -246,11 +246,8 @@ def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[s
             runs.append(run)
             points.append(point)
     runs = _unique(runs)
-    # a key varies when the grid points give it more than one value; a key one grid sets and another leaves out
-    # varies too (the two grids' runs differ in it), so "unset" counts as a value
-    keys = list(dict.fromkeys(k for point in points for k in point))
-    varying = [k for k in keys if k != "seed" and len({json.dumps(p.get(k, "<unset>"), sort_keys=True) for p in points}) > 1]
-    return Sweep(name=path.stem, description=str(doc.get("description", "")), report=report, runs=runs, varying=varying)
+    return Sweep(name=path.stem, description=str(doc.get("description", "")), report=report, runs=runs,
+                 varying=varying_keys(points))
 
 
 def _unique(runs: list[Run]) -> list[Run]:

@@ -91,7 +91,6 @@ grid:
         ("gnn", 2, None), ("gnn", 3, None), ("pign", None, 1), ("pign", None, 2), ("pign", None, 4)]
 
 
-
 def test_a_key_only_one_grid_sets_varies(tmp_path):
     """The authors' form of table4-initial is a second grid that sets switches to single values: its runs differ
     from the first grid's in those keys, so they vary (a report that left them out would pool the two forms
@@ -106,6 +105,7 @@ grid:
     sweep = load_preset(write(tmp_path, text))
     assert sweep.varying == ["max_iter", "alpha", "solver"]
     assert load_preset(write(tmp_path, "model: pign\ngrid:\n  - {max_iter: [1, 4], alpha: [0.2]}\n")).varying == ["max_iter"]
+
 
 @pytest.mark.parametrize("text, needle", [
     ("model: pign\nbase: {alhpa: 0.5}", "'alhpa'"),

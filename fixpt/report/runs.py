@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import FixptError
 from ..registry import MODELS, TASKS
-from ..sweepdir import INDEX, run_folder
+from ..sweepdir import INDEX, run_folder, varying_keys
 from ..training.rundir import CONFIG, METRICS, RunDir
 
 
@@ -62,12 +62,10 @@ def load_runs(sweep_dir: str | Path, strict: bool = False) -> SweepRuns:
 
 
 def _varying(recorded: list[str], runs: list[FinishedRun]) -> list[str]:
-    """The index's varying keys, plus any parameter the finished runs disagree on (a key that is unset in some
-    counts as varying): sweeps written before fixpt counted a key that only one grid of a union sets missed
-    those, and a report must not pool different configurations as seeds."""
-    keys = dict.fromkeys(k for r in runs for k in r.params if k != "seed")
-    differ = [k for k in keys if len({json.dumps(r.params.get(k, "<unset>"), sort_keys=True) for r in runs}) > 1]
-    return list(recorded) + [k for k in differ if k not in recorded]
+    """The index's varying keys, plus any parameter the finished runs disagree on (:func:`varying_keys`): sweeps
+    written before fixpt counted a key that only one grid of a union sets missed those, and a report must not
+    pool different configurations as seeds."""
+    return list(recorded) + [k for k in varying_keys(r.params for r in runs) if k not in recorded]
 
 
 def _finished(d: Path, index_path: Path, i: int, r) -> tuple[FinishedRun | None, str | None]:

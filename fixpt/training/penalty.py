@@ -18,8 +18,9 @@ seed) ``eval`` ended at 0.91 with 63.5 % test accuracy, ``train`` at 0.90 with 6
 there, so it is not the default.
 
 ``metrics.json`` records the last penalty (``jac_penalty_last``), the last training estimate
-(``jac_norm_last``) and, at the end of training, the local norm at the evaluation solution of the last training batch by a converged power iteration
-(``jac_norm_end``, the same estimate as ``check-contraction``'s local norms). Every epoch's ``history.csv``
+(``jac_norm_last``) and, at the end of training, the local norm at the evaluation solution of the last
+training batch by a converged power iteration (``jac_norm_end``, the same estimate as
+``check-contraction``'s local norms). Every epoch's ``history.csv``
 row has ``jac_norm`` and ``jac_penalty``, and model selection prefers epochs whose estimate is at or below
 the target (:attr:`JacobianPenalty.feasible`; see :class:`~fixpt.training.parts.BestEpoch`).
 
