@@ -97,6 +97,32 @@ def test_train_never_replaces_a_run_silently(tmp_path, monkeypatch):
     assert len(list((tmp_path / "runs").glob("gnn-*/metrics.json"))) == 3
 
 
+def test_a_run_failing_before_its_first_file_leaves_no_empty_folder(tmp_path, monkeypatch):
+    """`fixpt train` without --out makes runs/<model>-<time>-<hex> before training; a run that fails before
+    writing anything (here: no Cora files) removes that folder again instead of leaving it empty."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FIXPT_DATA", str(tmp_path / "empty"))
+    res = runner.invoke(app, ["train", "pign", "--dataset", "cora", "--epochs", "1", "--device", "cpu"])
+    assert res.exit_code == 2 and "Cora raw files not found" in res.output, res.output
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+@pytest.mark.parametrize("fresh, written, kept", [(True, False, False), (True, True, True), (False, False, True)])
+def test_only_a_fresh_empty_folder_of_a_failed_run_is_removed(tmp_path, fresh, written, kept):
+    from fixpt.training.rundir import removed_if_failed_empty
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with pytest.raises(FixptError), removed_if_failed_empty(folder, fresh):
+        if written:
+            (folder / "config.json").write_text("{}")
+        raise FixptError("failed")
+    assert folder.is_dir() == kept
+    with removed_if_failed_empty(folder, fresh=True):  # a run that succeeds keeps its folder, even empty
+        pass
+    assert folder.is_dir() == kept
+
+
 @pytest.mark.parametrize("command", [
     ["train", "gnn", *CSBM, "--epochs", "1", "--out", "{file}"],
     ["train", "gnn", *CSBM, "--epochs", "1", "--out", "{file}/sub"],

@@ -84,6 +84,7 @@ def _show(name: str, task, cfgs: dict, metrics: dict, out_dir: Path) -> None:
 def make_train_command(name: str, train_app: typer.Typer) -> None:
     from ..tasks import get_task
     from ..train import train
+    from ..training.rundir import removed_if_failed_empty
 
     spec = get_spec(name)
     tasks = {t: get_task(t) for t in spec.tasks}
@@ -105,10 +106,12 @@ def make_train_command(name: str, train_app: typer.Typer) -> None:
                                  (task.train_config, "train", "train config")):
             from_dict(cls, cfgs[group], what=what)  # every value checked before a folder is made or anything runs
         tracker = tracker_spec(kw["tracker"], kw["tracker_uri"], "fixpt")  # a missing library: one line, before anything is made
-        out_dir = _run_folder(name, kw["out_dir"], task.resumes_from(cfgs["train"]), kw["overwrite"])
+        resumed = task.resumes_from(cfgs["train"])
+        out_dir = _run_folder(name, kw["out_dir"], resumed, kw["overwrite"])
         main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
         # the bar is for people at a terminal; scripts (and --json) get clean stderr
-        with progress_bar(enabled=err.is_terminal and not kw["as_json"] and main_process) as progress:
+        with removed_if_failed_empty(out_dir, fresh=kw["out_dir"] is None and not resumed), \
+                progress_bar(enabled=err.is_terminal and not kw["as_json"] and main_process) as progress:
             bar = progress.add_task(f"train {name}", total=task.length(cfgs["train"]), stats="")
 
             def on_epoch(epoch: int, ev: dict) -> None:

@@ -12,6 +12,7 @@ exception is ``history.csv``, which grows by appended rows, so that a killed run
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -86,6 +87,20 @@ def new_run_folder(parent: str | Path, stem: str) -> Path:
             return folder
         except FileExistsError:
             continue
+
+
+@contextlib.contextmanager
+def removed_if_failed_empty(folder: Path, fresh: bool):
+    """Run the block; if it raises and ``fresh`` (the folder was made for this run, not named by the user or
+    resumed), remove the folder when nothing was written into it, so that a run failing before its first
+    file (bad data, a bad option found late) leaves no empty folder behind. A folder with any file is kept."""
+    try:
+        yield
+    except BaseException:
+        if fresh:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # refuses a folder that is not empty
+        raise
 
 
 def has_run(path: Path) -> bool:
