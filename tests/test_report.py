@@ -154,6 +154,16 @@ def test_a_single_run_shows_no_spread(tmp_path):
     assert "| max_iter=1 | 51.0 |" in res.stdout and "| max_iter=2 | **52.0** |" in res.stdout and "± 0.0" not in res.stdout
 
 
+def test_an_ablation_base_row_is_named_and_one_seed_is_singular(tmp_path):
+    """The base run of an ablation sets none of the varying keys: its row says it runs the defaults."""
+    runs = [("anie", {"n_iter": 4, "seed": 0}, {"test_mse": 0.09}),
+            ("anie", {"n_iter": 4, "residual": True, "seed": 0}, {"test_mse": 0.2})]
+    res = run("report", make_sweep(tmp_path, runs, report="generic", varying=("residual",)))
+    assert res.exit_code == 0, res.output
+    assert "| anie (defaults) | **0.0900** |" in res.stdout and "| residual=True | 0.2000 |" in res.stdout, res.stdout
+    assert "mean ± std over 1 seed," in res.stdout
+
+
 def tuning_sweep(root):
     """PIGN on noisy Cora with two settings: alpha=0.2 is better on validation, alpha=0.8 on test;
     GCN has one setting. Validation must choose, never test."""

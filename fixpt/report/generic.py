@@ -18,4 +18,6 @@ class Generic(ScoreLayout):
         if options.select:
             return Place(run.model, column, {"model"})
         labels = [label for k in varying if k != "model" and (label := setting_label(run, k))]
-        return Place(" ".join(([run.model] if "model" in varying else []) + labels) or run.model, column, set(varying))
+        # a run that sets none of the varying keys (the base of an ablation) runs the model's defaults for them
+        row = " ".join(([run.model] if "model" in varying else []) + labels) or (f"{run.model} (defaults)" if varying else run.model)
+        return Place(row, column, set(varying))

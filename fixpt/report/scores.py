@@ -211,11 +211,11 @@ def _add_notes(table: Table, unit: str, trained: tuple[int, float], spread: str 
     (runs, seconds)."""
     metric, when = table.fields["metric"], PROTOCOL_TEXT[table.fields["protocol"]]
     ns = sorted({cell.n for row in table.rows for cell in row.cells.values()})
-    seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    seeds = f"{ns[0]} seed" if ns == [1] else f"{ns[0]} seeds" if len(ns) == 1 else f"{ns[0]}-{ns[-1]} seeds"
     if spread == "test-batches":
-        table.corner = f"{metric}{unit}, mean over {seeds} seeds ± std over test batches (mean over the seeds), {when}"
+        table.corner = f"{metric}{unit}, mean over {seeds} ± std over test batches (mean over the seeds), {when}"
     else:
-        table.corner = f"{metric}{unit}, mean ± std over {seeds} seeds, {when}"
+        table.corner = f"{metric}{unit}, mean ± std over {seeds}, {when}"
     table.notes.append(Note([f"{metric}, {when}"], md=False))
     settings = _settings_note(table)
     if settings:
