@@ -152,23 +152,27 @@ def test_anie_free_term_and_residual_switches(ns_file):
 
 
 def test_galerkin_attention_against_its_formula():
-    """Attn(x) = Q (LN(K)^T LN(V)) / n per head, then the output projection; blocks are post-norm."""
-    from fixpt.models.galerkin import GalerkinAttention, PostNormBlock
+    """Attn(x) = Q (K^T V) / n per head, heads concatenated (the authors' code: no LayerNorm on K and V, no output
+    projection); W_q, W_k, W_v start as Xavier (gain 1e-2) + 1e-2 I with zero bias; blocks are post-norm."""
+    from fixpt.models.galerkin import DIAGONAL, GalerkinAttention, PostNormBlock
 
     torch.manual_seed(0)
     att = GalerkinAttention(8, 2).eval()
+    for w in att.qkv.weight.split(8):  # Xavier-uniform bound: gain * sqrt(6 / (fan_in + fan_out)) = 1e-2 * sqrt(6 / 16)
+        off_diagonal = w - DIAGONAL * torch.eye(8)
+        assert off_diagonal.abs().max() <= 1e-2 * (6 / 16) ** 0.5 and off_diagonal.abs().max() > 0
+    assert torch.equal(att.qkv.bias, torch.zeros(24))
+    with torch.no_grad():
+        att.qkv.weight.normal_()  # a trained-looking weight, so that the formula is tested away from the identity
+        att.qkv.bias.normal_()
     x = torch.randn(3, 5, 8)
     q, k, v = att.qkv(x).split(8, -1)
-    heads = []
-    for h in range(2):
-        sl = slice(4 * h, 4 * h + 4)
-        kn = torch.nn.functional.layer_norm(k[..., sl], (4,), att.norm_k.weight, att.norm_k.bias)
-        vn = torch.nn.functional.layer_norm(v[..., sl], (4,), att.norm_v.weight, att.norm_v.bias)
-        heads.append(q[..., sl] @ (kn.transpose(1, 2) @ vn) / 5)
-    assert torch.allclose(att(x), att.proj(torch.cat(heads, -1)), atol=1e-6)
+    heads = [q[..., sl] @ (k[..., sl].transpose(1, 2) @ v[..., sl]) / 5 for sl in (slice(0, 4), slice(4, 8))]
+    assert torch.allclose(att(x), torch.cat(heads, -1), atol=1e-5)
     block = PostNormBlock(8, 2, 2.0).eval()
     mid = block.norm1(x + block.attn(x))
     assert torch.allclose(block(x), block.norm2(mid + block.mlp(mid)), atol=1e-6)
+    assert isinstance(block.mlp[1], torch.nn.ReLU)
 
 
 def test_attention_dropout_at_evaluation(ns_file):
