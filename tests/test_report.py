@@ -161,7 +161,9 @@ def test_an_ablation_base_row_is_named_and_one_seed_is_singular(tmp_path):
     res = run("report", make_sweep(tmp_path, runs, report="generic", varying=("residual",)))
     assert res.exit_code == 0, res.output
     assert "| anie (defaults) | **0.0900** |" in res.stdout and "| residual=True | 0.2000 |" in res.stdout, res.stdout
-    assert "mean ± std over 1 seed," in res.stdout
+    assert "mean ± std over 1 seed," in res.stdout and "2 runs," in res.stdout
+    one = run("report", make_sweep(tmp_path / "one", runs[:1], report="generic", varying=()))
+    assert "1 run," in one.stdout and "1 runs" not in one.stdout, one.stdout
 
 
 def tuning_sweep(root):

@@ -221,7 +221,7 @@ def _add_notes(table: Table, unit: str, trained: tuple[int, float], spread: str 
     if settings:
         table.notes.append(Note(settings))
     runs, seconds = trained
-    table.notes.append(Note([f"{runs} runs, {seconds / 60:.1f} min of training in all ({seconds / max(runs, 1):.1f} s a run on average)"],
+    table.notes.append(Note([f"{runs} run{'' if runs == 1 else 's'}, {seconds / 60:.1f} min of training in all ({seconds / max(runs, 1):.1f} s a run on average)"],
                             latex=False))
 
 
