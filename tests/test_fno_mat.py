@@ -87,6 +87,9 @@ def test_missing_frames_and_unreadable_files(tmp_path):
     junk.write_bytes(b"not a mat file at all" * 10)
     with pytest.raises(FixptError, match="not a readable MATLAB .mat file"):
         read_fno_mat(junk)
+    junk.write_bytes(b"short")  # under scipy's 128-byte header: MatReadError ("truncated"), not ValueError
+    with pytest.raises(FixptError, match="not a readable MATLAB .mat file"):
+        read_fno_mat(junk)
     with pytest.raises(FixptError, match="does not exist"):
         read_fno_mat(tmp_path / "missing.mat")
 

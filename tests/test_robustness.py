@@ -99,11 +99,12 @@ def test_train_never_replaces_a_run_silently(tmp_path, monkeypatch):
 
 def test_a_run_failing_before_its_first_file_leaves_no_empty_folder(tmp_path, monkeypatch):
     """`fixpt train` without --out makes runs/<model>-<time>-<hex> before training; a run that fails before
-    writing anything (here: no Cora files) removes that folder again instead of leaving it empty."""
+    writing anything (here: a --data-file that is not a MATLAB file, found when the data loads) removes that
+    folder again instead of leaving it empty. The failure is one line, exit 2, not scipy's traceback."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FIXPT_DATA", str(tmp_path / "empty"))
-    res = runner.invoke(app, ["train", "pign", "--dataset", "cora", "--epochs", "1", "--device", "cpu"])
-    assert res.exit_code == 2 and "Cora raw files not found" in res.output, res.output
+    (tmp_path / "bad.mat").write_text("not a MATLAB file")
+    res = runner.invoke(app, ["train", "anie", "--task", "ns-initial", "--data-file", "bad.mat", "--epochs", "1", "--device", "cpu"])
+    assert res.exit_code == 2 and "is not a readable MATLAB .mat file" in res.output, res.output
     assert list((tmp_path / "runs").iterdir()) == []
 
 

@@ -83,7 +83,7 @@ def _open_v5(path: Path):
 
     try:
         data = scipy.io.loadmat(str(path))
-    except (ValueError, TypeError, OSError, NotImplementedError) as e:
+    except (scipy.io.matlab.MatReadError, ValueError, TypeError, OSError, NotImplementedError) as e:  # MatReadError: truncated / not MATLAB
         raise FixptError(f"{path} is not a readable MATLAB .mat file ({type(e).__name__}: {str(e)[:80]}); {EXPECTED}") from None
     arrays = {k: v for k, v in data.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
     shapes = {k: tuple(v.shape) for k, v in arrays.items()}
