@@ -211,7 +211,8 @@ def _add_notes(table: Table, unit: str, trained: tuple[int, float], spread: str 
     (runs, seconds)."""
     metric, when = table.fields["metric"], PROTOCOL_TEXT[table.fields["protocol"]]
     ns = sorted({cell.n for row in table.rows for cell in row.cells.values()})
-    seeds = f"{ns[0]} seed" if ns == [1] else f"{ns[0]} seeds" if len(ns) == 1 else f"{ns[0]}-{ns[-1]} seeds"
+    count = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    seeds = f"{count} seed{'' if ns == [1] else 's'}"
     if spread == "test-batches":
         table.corner = f"{metric}{unit}, mean over {seeds} ± std over test batches (mean over the seeds), {when}"
     else:
