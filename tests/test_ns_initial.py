@@ -105,7 +105,8 @@ def test_reference_predictors_against_numpy(generated):
 
 
 @pytest.mark.parametrize("model, extra", [("vit", []), ("anie", ["--tubelet", "1"]), ("anie", ["--tubelet", "2"]),
-                                          ("vit", ["--variant", "vit-3d", "--tubelet", "2"])])
+                                          ("vit", ["--variant", "vit-3d", "--tubelet", "2"]),
+                                          ("vit", ["--head", "pooled", "--iterate-on", "pixels", "--n-iter", "2"])])
 def test_models_train_on_ns_initial(generated, tmp_path, model, extra):
     _, path = generated
     res = runner.invoke(app, ["train", model, "--task", "ns-initial", "--data-file", str(path), "--horizon", "6", "--frames", "4",

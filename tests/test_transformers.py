@@ -72,6 +72,28 @@ def test_each_token_decodes_to_its_own_patch(ns_file, variant):
     assert torch.equal(changed, expected)
 
 
+@pytest.mark.parametrize("iterate_on", ["tokens", "pixels"])
+def test_pooled_head_is_one_linear_map_of_the_token_mean(ns_file, iterate_on):
+    """--head pooled (vit-pytorch's head on fields): the output is W mean_i(z_i) + b reshaped, so it ignores the
+    tokens' order; the per-token head is gone (no unused weights) and every weight gets a gradient."""
+    torch.manual_seed(0)
+    _, _, model, data, _, _ = build("vit", {"head": "pooled", "iterate_on": iterate_on, "n_iter": 2}, data_cfg(ns_file),
+                                    torch.device("cpu"))
+    head = model.pooled_head
+    assert model.tokens.head is None
+    z = torch.randn(3, 16, 64)  # 16 tokens of width 64 (small: patch 4 on 16 x 16)
+    W, b = head.proj.weight, head.proj.bias
+    expected = (z.mean(1) @ W.T + b).view(3, 2, 16, 16)
+    assert torch.allclose(model.to_field(z), expected, atol=1e-6)
+    assert torch.allclose(model.to_field(z[:, torch.randperm(16)]), expected, atol=1e-5)
+    # the per-token head, by contrast, depends on where each token sits
+    _, _, plain, _, _, _ = build("vit", {"iterate_on": iterate_on}, data_cfg(ns_file), torch.device("cpu"))
+    assert not torch.allclose(plain.to_field(z[:, torch.randperm(16)]), plain.to_field(z), atol=1e-3)
+    model.train()
+    model(data).pow(2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
 def test_training_lowers_the_error(ns_file):
     torch.manual_seed(0)
     metrics = train("vit", {"variant": "vit-small", "n_iter": 2}, data_cfg(ns_file), {"epochs": 30, "batch_size": 4, "patience": 30})

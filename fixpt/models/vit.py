@@ -22,6 +22,9 @@ Variants (the paper names them without defining them; these are our definitions)
   ``in_frames == out_frames``; with other counts, e.g. ns-initial's one frame in and ten out, each
   spatial patch of the input fills every output time slot, :class:`FieldTokens`).
 
+``head = "pooled"`` (:class:`PooledHead`) replaces the per-token un-patching by vit-pytorch's head: the
+tokens' mean, one linear map to the whole output field (a hypothesis for the paper's ViTs, issue 16).
+
 On the masked-pixel task (Table 3), or with ``iterate_on = "pixels"`` on any field task, the iteration
 runs on the image instead, with no free term (the Table 3 caption's form):
 :math:`x_{i+1} = (1 - \lambda) T(x_i) + \lambda x_i`, :math:`\lambda` = ``alpha``, with :math:`T` = embed,
@@ -54,6 +57,7 @@ from .base import IterativeModel
 
 VARIANTS = ("vit", "vit-small", "vit-parallel", "vit-3d")
 ITERATE_ON = ("task", "tokens", "pixels")
+HEADS = ("tokens", "pooled")
 SIZES = {"small": dict(patch=4, dim=64, depth=4, heads=4, mlp_ratio=2.0, decoder_depth=0),
          "paper": dict(patch=2, dim=192, depth=12, heads=3, mlp_ratio=4.0, decoder_depth=4)}
 
@@ -71,6 +75,9 @@ class ViTConfig:
     grad: str = field(default="unroll", metadata={"choices": GRAD_MODES, "help": "gradient mode"})
     iterate_on: str = field(default="task", metadata={"choices": ITERATE_ON, "help": "iterate on tokens (z <- damped T(z) + f) or on pixels "
                                                      "(x <- (1 - alpha) T(x) + alpha x, no free term); task: the task's choice"})
+    head: str = field(default="tokens", metadata={"choices": HEADS, "help": "tokens: each token decodes its own patch; pooled: vit-pytorch's "
+                                                  "classification head on fields (the tokens' mean, one linear map to every output pixel), "
+                                                  "a hypothesis for the paper's Table 2 ViTs"})
 
     def validate(self) -> None:
         if self.n_iter < 1:
@@ -115,7 +122,8 @@ class FieldTokens(nn.Module):
     input channels is embedded once and its token repeated in every output time slot (the slots differ
     by their position), as ANIE's authors start every time from the encoded initial field."""
 
-    def __init__(self, in_ch: int, out_ch: int, grid: int, patch: int, dim: int, tubelet: int = 0, coords: bool = False):
+    def __init__(self, in_ch: int, out_ch: int, grid: int, patch: int, dim: int, tubelet: int = 0, coords: bool = False,
+                 token_head: bool = True):
         super().__init__()
         if grid % patch:
             raise FixptError(f"patch={patch} must divide the grid size {grid}")
@@ -135,6 +143,8 @@ class FieldTokens(nn.Module):
             self.embed = nn.Conv2d(in_ch, dim, kernel_size=patch, stride=patch)
             n = (grid // patch) ** 2
             self.head = nn.Linear(dim, out_ch * patch * patch)
+        if not token_head:  # the model decodes with its own head (PooledHead): no unused weights
+            self.head = None
         if coords:  # a function of the token's centre (t, x, y) in [0, 1)^3, not a table: see anie.py
             t = out_ch // tubelet if tubelet else 1
             self.register_buffer("centres", token_centres(t, grid // patch), persistent=False)
@@ -168,6 +178,24 @@ class FieldTokens(nn.Module):
         return out.reshape(b, self.out_ch, g * p, g * p)
 
 
+class PooledHead(nn.Module):
+    r"""vit-pytorch's classification head applied to fields: :math:`\hat y = W\, \bar z + b`, reshaped to
+    ``(out_ch, grid, grid)``, with :math:`\bar z = \frac1n \sum_i z_i` the mean of the tokens (its ``pool =
+    "mean"``; the encoder already ends with a LayerNorm). The whole output field is an affine function of one
+    ``dim``-vector, so it cannot place detail where a token sits. This is a hypothesis, not a fact (issue 16): the
+    paper names its Table 2 models as lucidrains/vit-pytorch names its files, and those ViTs end in a pooled
+    head. Whether such a head explains the paper's single-pass scores near the per-pixel-mean level is what
+    preset ``table2-pooled-cpu`` measures."""
+
+    def __init__(self, dim: int, out_ch: int, grid: int):
+        super().__init__()
+        self.out_ch, self.grid = out_ch, grid
+        self.proj = nn.Linear(dim, out_ch * grid * grid)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.proj(z.mean(1)).view(z.shape[0], self.out_ch, self.grid, self.grid)
+
+
 @register("vit", config=ViTConfig, task=("navier-stokes", "masked-pixels", "ns-initial"), view=FIXED_POINT_VIEW,
           example={"task": "masked-pixels", "patch": 2, "variant": "vit-small", "n_iter": 2, "epochs": 1, "batch_size": 60})
 class IterativeViT(IterativeModel):
@@ -185,16 +213,23 @@ class IterativeViT(IterativeModel):
         self.condition = self.pixels and in_ch != out_dim
         s = cfg.shape()
         tokens_in = out_dim + in_ch if self.condition else in_ch
-        self.tokens = FieldTokens(tokens_in, out_dim, grid, s["patch"], s["dim"], cfg.tubelet if cfg.variant == "vit-3d" else 0)
+        pooled = cfg.head == "pooled"
+        self.tokens = FieldTokens(tokens_in, out_dim, grid, s["patch"], s["dim"], cfg.tubelet if cfg.variant == "vit-3d" else 0,
+                                  token_head=not pooled)
+        self.pooled_head = PooledHead(s["dim"], out_dim, grid) if pooled else None
         self.encoder = transformer(s["dim"], s["depth"], s["heads"], s["mlp_ratio"], parallel=cfg.variant == "vit-parallel")
         self.decoder = transformer(s["dim"], s["decoder_depth"], s["heads"], s["mlp_ratio"]) if s["decoder_depth"] else nn.Identity()
         self.out_ch = out_dim
+
+    def to_field(self, z: Tensor) -> Tensor:
+        """Tokens to the output field, by the token head (each token its patch) or the pooled head."""
+        return self.tokens.decode(z) if self.pooled_head is None else self.pooled_head(z)
 
     def image_map(self, x: Tensor, data=None) -> Tensor:
         """Pixels mode: :math:`T(x)` (or :math:`T([x, u])` with the input :math:`u` as extra channels), an image to an image."""
         if self.condition:
             x = torch.cat((x, data.x), 1)
-        return self.tokens.decode(self.decoder(self.encoder(self.tokens.encode(x))))
+        return self.to_field(self.decoder(self.encoder(self.tokens.encode(x))))
 
     def encode(self, data) -> Tensor:
         if not self.pixels:
@@ -207,7 +242,7 @@ class IterativeViT(IterativeModel):
         return self.image_map(z, data) if self.pixels else self.encoder(z) + f
 
     def decode(self, z: Tensor, data) -> Tensor:
-        return z if self.pixels else self.tokens.decode(self.decoder(z))
+        return z if self.pixels else self.to_field(self.decoder(z))
 
     def solver_options(self) -> dict:
         c = self.cfg
