@@ -172,6 +172,17 @@ def test_curves_against_steps_and_flops(sweep_dir, tmp_path):
     assert (tmp_path / "fig" / "test_vs_compute.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_an_ablation_base_curve_is_labelled_as_its_table_row():
+    from fixpt.report.curves import curve_label
+    from fixpt.report.runs import FinishedRun
+
+    base = FinishedRun("a", "anie", {"n_iter": 4, "seed": 0}, {}, "ns-initial")
+    switched = FinishedRun("b", "anie", {"n_iter": 4, "residual": True, "seed": 0}, {}, "ns-initial")
+    assert curve_label(base, ["residual"]) == "anie (defaults)"
+    assert curve_label(switched, ["residual"]) == "anie residual=True"
+    assert curve_label(base, []) == curve_label(base, ["seed"]) == "anie"
+
+
 def csv_rows(path):
     import csv
 

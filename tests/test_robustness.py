@@ -105,7 +105,10 @@ def test_a_run_failing_before_its_first_file_leaves_no_empty_folder(tmp_path, mo
     (tmp_path / "bad.mat").write_text("not a MATLAB file")
     res = runner.invoke(app, ["train", "anie", "--task", "ns-initial", "--data-file", "bad.mat", "--epochs", "1", "--device", "cpu"])
     assert res.exit_code == 2 and "is not a readable MATLAB .mat file" in res.output, res.output
-    assert list((tmp_path / "runs").iterdir()) == []
+    assert not (tmp_path / "runs").exists()  # made for this run, and empty: removed too
+    (tmp_path / "runs").mkdir()  # a runs/ that was there before stays
+    res = runner.invoke(app, ["train", "anie", "--task", "ns-initial", "--data-file", "bad.mat", "--epochs", "1", "--device", "cpu"])
+    assert res.exit_code == 2 and list((tmp_path / "runs").iterdir()) == []
 
 
 @pytest.mark.parametrize("fresh, written, kept", [(True, False, False), (True, True, True), (False, False, True)])

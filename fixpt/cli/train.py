@@ -107,10 +107,12 @@ def make_train_command(name: str, train_app: typer.Typer) -> None:
             from_dict(cls, cfgs[group], what=what)  # every value checked before a folder is made or anything runs
         tracker = tracker_spec(kw["tracker"], kw["tracker_uri"], "fixpt")  # a missing library: one line, before anything is made
         resumed = task.resumes_from(cfgs["train"])
+        fresh = kw["out_dir"] is None and not resumed
+        runs_made = fresh and not Path("runs").exists()
         out_dir = _run_folder(name, kw["out_dir"], resumed, kw["overwrite"])
         main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
         # the bar is for people at a terminal; scripts (and --json) get clean stderr
-        with removed_if_failed_empty(out_dir, fresh=kw["out_dir"] is None and not resumed), \
+        with removed_if_failed_empty(out_dir, fresh, parent_fresh=runs_made), \
                 progress_bar(enabled=err.is_terminal and not kw["as_json"] and main_process) as progress:
             bar = progress.add_task(f"train {name}", total=task.length(cfgs["train"]), stats="")
 

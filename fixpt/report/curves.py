@@ -32,6 +32,15 @@ class Curve:
                 [sum(self.scores[e]) / len(self.scores[e]) for e in epochs])
 
 
+def curve_label(run: FinishedRun, varying: list[str]) -> str:
+    """The model and the run's varying settings; a run that sets none of them (an ablation's base) says it runs
+    the defaults, as its table row does (:class:`fixpt.report.generic.Generic`)."""
+    settings = [f"{k}={run.params[k]}" for k in varying if k != "seed" and k in run.params]
+    if settings or not [k for k in varying if k != "seed"]:
+        return " ".join([run.model] + settings)
+    return f"{run.model} (defaults)"
+
+
 def learning_curves(runs: list[FinishedRun], metric: str, varying: list[str]) -> dict[str, Curve]:
     """The test score by epoch of each configuration, labelled by its model and varying keys other than the seed."""
     curves: dict[str, Curve] = {}
@@ -41,7 +50,7 @@ def learning_curves(runs: list[FinishedRun], metric: str, varying: list[str]) ->
         if run.folder is None or not isinstance(steps, int) or not (run.folder / HISTORY).is_file():
             continue
         flops = run.metrics.get("train_flops_per_step")
-        label = " ".join([run.model] + [f"{k}={run.params[k]}" for k in varying if k != "seed" and k in run.params])
+        label = curve_label(run, varying)
         curve = curves.setdefault(label, Curve())
         for row in RunDir(run.folder).read_history():
             epoch, score = row.get("epoch"), row.get(key)

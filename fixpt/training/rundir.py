@@ -90,16 +90,18 @@ def new_run_folder(parent: str | Path, stem: str) -> Path:
 
 
 @contextlib.contextmanager
-def removed_if_failed_empty(folder: Path, fresh: bool):
+def removed_if_failed_empty(folder: Path, fresh: bool, parent_fresh: bool = False):
     """Run the block; if it raises and ``fresh`` (the folder was made for this run, not named by the user or
     resumed), remove the folder when nothing was written into it, so that a run failing before its first
-    file (bad data, a bad option found late) leaves no empty folder behind. A folder with any file is kept."""
+    file (bad data, a bad option found late) leaves no empty folder behind. A folder with any file is kept.
+    ``parent_fresh``: the parent (``runs/``) was made for this run too, and goes the same way when empty."""
     try:
         yield
     except BaseException:
-        if fresh:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # refuses a folder that is not empty
+        for made, path in ((fresh, folder), (fresh and parent_fresh, folder.parent)):
+            if made:
+                with contextlib.suppress(OSError):
+                    path.rmdir()  # refuses a folder that is not empty
         raise
 
 
