@@ -430,3 +430,31 @@ def test_one_table_model_renders_in_every_format():
     assert render(table, "latex").splitlines()[2:5] == [r"name & n & score \\", r"\midrule", r"a & 3 & \textbf{2.33 $\pm$ 1.53} \\"]
     assert json.loads(render(table, "json"))[1] == {"row": "b", "column": "score", "mean": None, "std": None, "n": 0, "best": False}
     assert render(table, "csv").splitlines()[0] == "row,column,mean,std,n,best"
+
+
+def test_runs_of_fixpt_train_are_reported_without_a_sweep(tmp_path, monkeypatch):
+    """`fixpt train` writes config.json beside metrics.json; `fixpt report` on a run folder, or on a folder of
+    them, compares the runs by the settings they differ in (seeds pooled as in a sweep); a folder of neither
+    kind is one line, exit 2, and a run without config.json is left out with a note."""
+    monkeypatch.chdir(tmp_path)
+    base = ["--dataset", "csbm", "--csbm-nodes", "120", "--epochs", "2", "--device", "cpu"]
+    for hidden, seed in ((8, 0), (8, 1), (16, 0)):
+        res = run("train", "gnn", *base, "--hidden", str(hidden), "--seed", str(seed), "--out", f"runs/h{hidden}s{seed}")
+        assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "runs/h8s0/config.json").read_text())
+    assert config["model"] == "gnn" and config["model_config"]["hidden"] == 8 and config["train"]["seed"] == 0
+    res = run("report", "runs", "--format", "json")
+    assert res.exit_code == 0, res.output
+    cells = {c["row"]: c for c in json.loads(res.stdout)["cells"]}
+    assert set(cells) == {"hidden=8", "hidden=16"} and cells["hidden=8"]["n"] == 2 and cells["hidden=16"]["n"] == 1
+    scores = [json.loads((tmp_path / f"runs/h8s{s}/metrics.json").read_text())["test_accuracy"] for s in (0, 1)]
+    assert cells["hidden=8"]["mean"] == pytest.approx(sum(scores) / 2)
+    one = run("report", "runs/h16s0", "--format", "json")
+    assert one.exit_code == 0 and [c["row"] for c in json.loads(one.stdout)["cells"]] == ["gnn"], one.output
+    (tmp_path / "runs/h16s0/config.json").unlink()  # a run from before config.json was written
+    res = run("report", "runs")
+    assert res.exit_code == 0 and "runs/h16s0/config.json is missing" in res.output.replace("\\", "/"), res.output
+    (tmp_path / "empty").mkdir()
+    res = run("report", "empty")
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "not a sweep directory" in lines[0], res.output

@@ -13,7 +13,8 @@ from .console import err, user_errors
 
 @user_errors
 def report(
-    sweep_dir: Annotated[Path, typer.Argument(help="a directory written by `fixpt sweep`")],
+    sweep_dir: Annotated[Path, typer.Argument(help="a directory written by `fixpt sweep`, or a run folder of `fixpt train`, "
+                                              "or a folder of them (runs/): the runs compared by the settings they differ in")],
     fmt: Annotated[str, typer.Option("--format", help="md, latex, csv or json")] = "md",
     layout: Annotated[Optional[str], typer.Option("--layout", help="table5, table1, recycle, fig2 or generic (default: the preset's)")] = None,
     compare: Annotated[Optional[str], typer.Option("--compare", help="'paper': the published numbers beside ours, with the difference")] = None,
@@ -26,7 +27,8 @@ def report(
     spread: Annotated[str, typer.Option("--spread", help="the ± shown: seeds (std over seeds) or test-batches (std over test "
                                         "batches of each model, the paper's; mean over seeds)")] = "seeds",
 ) -> None:
-    """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold."""
+    """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold. Runs of
+    `fixpt train` (a run folder, or a folder of them) get the generic layout."""
     from ..report import make_report
     from ..training.rundir import writable_folder
 

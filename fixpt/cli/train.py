@@ -84,7 +84,7 @@ def _show(name: str, task, cfgs: dict, metrics: dict, out_dir: Path) -> None:
 def make_train_command(name: str, train_app: typer.Typer) -> None:
     from ..tasks import get_task
     from ..train import train
-    from ..training.rundir import removed_if_failed_empty
+    from ..training.rundir import CONFIG, removed_if_failed_empty, write_json
 
     spec = get_spec(name)
     tasks = {t: get_task(t) for t in spec.tasks}
@@ -122,6 +122,9 @@ def make_train_command(name: str, train_app: typer.Typer) -> None:
 
             metrics = train(name, cfgs["model"], cfgs["data"], cfgs["train"], out=out_dir, device=kw["device"], on_epoch=on_epoch,
                             task=task.name, tracker=tracker)
+        if main_process:  # what was asked for, beside the metrics: `fixpt report` compares runs by it
+            write_json(out_dir / CONFIG, {"model": name, "task": task.name, "model_config": cfgs["model"], "data": cfgs["data"],
+                                          "train": cfgs["train"]})
         if main_process and kw["as_json"]:
             print_json({**metrics, "out": str(out_dir)})
         elif main_process:

@@ -40,7 +40,7 @@ def load_runs(sweep_dir: str | Path, strict: bool = False) -> SweepRuns:
     d = Path(sweep_dir)
     index_path = d / INDEX
     if not index_path.is_file():
-        raise FixptError(f"{d} is not a sweep directory (no {INDEX}); run `fixpt sweep PRESET --out {d}` first")
+        return _plain_runs(d, strict)
     try:
         index = json.loads(index_path.read_text())
         planned = index["runs"]
@@ -86,6 +86,46 @@ def _finished(d: Path, index_path: Path, i: int, r) -> tuple[FinishedRun | None,
         return None, f"{folder / CONFIG} is missing or not JSON; left out (rerun the sweep to redo the run)"
     task = config.get("task", metrics.get("task")) if isinstance(config, dict) else metrics.get("task")
     return FinishedRun(r["id"], r["model"], r["params"], metrics, task, folder.path), None
+
+
+NOT_SETTINGS = ("resume",)  # train options that say where a run came from, not what it is
+
+
+def _plain_runs(d: Path, strict: bool) -> SweepRuns:
+    """Runs of ``fixpt train`` outside a sweep: ``d`` itself, or the run folders right under it (``runs/``), each a
+    ``metrics.json`` beside the ``config.json`` that ``fixpt train`` writes. They are compared by the settings they
+    differ in: the model when there are several, and the options that vary among the runs of one model."""
+    folders = [d] if (d / METRICS).is_file() else sorted(p for p in d.iterdir() if (p / METRICS).is_file()) if d.is_dir() else []
+    if not folders:
+        raise FixptError(f"{d} is not a sweep directory (no {INDEX}), a run folder or a folder of runs (no */{METRICS}); "
+                         f"run `fixpt sweep PRESET --out {d}` or `fixpt train MODEL --out {d}/NAME` first")
+    runs, skipped = [], []
+    for folder in folders:
+        run, why = _plain_run(RunDir(folder))
+        if why is not None and strict:
+            raise FixptError(f"{why} (--strict)")
+        skipped += [why] if why is not None else []
+        runs += [run] if run is not None else []
+    if not runs:
+        raise FixptError(f"{d}: no run with a readable {METRICS} and {CONFIG}: {skipped[0]}")
+    models = sorted({r.model for r in runs})
+    varying = (["model"] if len(models) > 1 else []) + list(dict.fromkeys(
+        k for m in models for k in varying_keys(r.params for r in runs if r.model == m) if k != "model"))
+    return SweepRuns(d, d.name, "generic", varying, len(folders), runs, skipped)
+
+
+def _plain_run(folder: RunDir) -> tuple[FinishedRun | None, str | None]:
+    try:
+        metrics = folder.read_metrics()
+        config = json.loads((folder / CONFIG).read_text())
+        params = {k: v for g in ("model_config", "data", "train") for k, v in config[g].items() if k not in NOT_SETTINGS}
+        model = config["model"]
+    except FixptError as e:
+        return None, f"{e}; left out"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, (f"{folder / CONFIG} is missing or not a run's config; left out (`fixpt train` writes it since "
+                      "2026-12-01; rerun the run to report it)")
+    return FinishedRun(folder.path.name, model, {"model": model, **params}, metrics, config.get("task"), folder.path), None
 
 
 def higher_is_better(runs: list[FinishedRun]) -> bool:

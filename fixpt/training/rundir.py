@@ -8,6 +8,8 @@ epoch, or per logging window of a step-based loop) and, while it trains, its res
 recycle family's predictions and score table). Writes are atomic (:func:`fixpt.checkpoint.atomic_write`),
 so a run killed at any moment leaves either the old file or the new one, never half of one; the one
 exception is ``history.csv``, which grows by appended rows, so that a killed run keeps every earlier row.
+A sweep writes ``config.json`` before the run; ``fixpt train`` writes it after ``metrics.json``, so that a run
+failing before its first file leaves no folder behind (:func:`removed_if_failed_empty`).
 """
 
 from __future__ import annotations
