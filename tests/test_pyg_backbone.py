@@ -160,3 +160,53 @@ def test_block_kwargs_from_the_command_line_or_a_preset_mapping(given):
     assert cfg.block_arguments() == {"train_eps": True, "eps": 0.5}
     conv = PIGN(cfg, 4, 2).block.pyg.conv
     assert float(conv.eps.detach()) == 0.5 and conv.eps.requires_grad  # train_eps: eps is a parameter
+
+
+def test_a_plain_gnn_of_pyg_convs_equals_fixpts_gcn_with_the_same_weights():
+    """gnn --backbone pyg:GCNConv: layers built from the width before to the width after (6 -> 8 -> 3), ReLU
+    between, against fixpt's own GCN layers holding the same weights (evaluation mode: no dropout); sparse input
+    features (fixpt's CSR matrix, as bag-of-words sets load) are made dense for torch-geometric."""
+    from fixpt.models.gnn import GNN, GNNConfig
+    from fixpt.models.kernels import SparseMatrix
+
+    torch.manual_seed(0)
+    edge_index = torch.tensor([[0, 1, 1, 2, 2, 3, 4, 0], [1, 0, 2, 1, 3, 2, 0, 4]])
+    x = torch.relu(torch.randn(5, 6, dtype=torch.float64))  # sparse-ish, non-negative like bag-of-words
+    pyg = GNN(from_dict(GNNConfig, {"backbone": "pyg:GCNConv", "hidden": 8}), 6, 3).double().eval()
+    ours = GNN(from_dict(GNNConfig, {"backbone": "gcn", "hidden": 8}), 6, 3).double().eval()
+    assert [(c.pyg.conv.in_channels, c.pyg.conv.out_channels) for c in pyg.convs] == [(6, 8), (8, 3)]
+    with torch.no_grad():
+        for a, b in zip(pyg.convs, ours.convs):
+            b.lin.weight.copy_(a.pyg.conv.lin.weight)
+            b.bias.copy_(a.pyg.conv.bias)
+    data = Data(x=x, edge_index=edge_index, num_nodes=5)
+    torch.testing.assert_close(pyg(data), ours(data), rtol=1e-6, atol=1e-6)
+    layer, xf = pyg.convs[0].float(), x.float()
+    torch.testing.assert_close(layer(SparseMatrix.from_dense(xf), edge_index), layer(xf, edge_index))
+
+
+def test_a_plain_gin_layer_gets_a_rectangular_mlp():
+    from fixpt.models.kernels.pyg import build_conv
+
+    conv, _ = build_conv("GINConv", 8, in_width=5)
+    assert [m.in_features for m in conv.nn if isinstance(m, torch.nn.Linear)] == [5, 8]
+    assert conv(torch.randn(4, 5), torch.tensor([[0, 1], [1, 0]])).shape == (4, 8)
+
+
+@pytest.mark.parametrize("model", ["gnn", "itergnn"])
+def test_the_baselines_train_on_a_pyg_backbone(tmp_path, model):
+    """The plain GNN and IterGNN take --backbone pyg:NAME as PIGN does, so a PIGN on GIN has its baselines."""
+    ok("train", model, "--backbone", "pyg:GINConv", *CSBM, "--epochs", 2, "--out", tmp_path / "run", "--device", "cpu")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 <= metrics["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("model, args, needles", [
+    ("gnn", ["--backbone", "pyg:CGConv"], ["keeps its width", "cannot map width", "pign or itergnn"]),
+    ("gnn", ["--backbone", "pyg:LGConv"], ["maps width", "needs width 8"]),
+    ("gnn", ["--backbone", "pyg:GINconv"], ["did you mean pyg:GINConv"]),
+    ("itergnn", ["--backbone", "pyg:GATConv", "--block-kwargs", '{"heads": 2}'], ["maps width 8 to 16", "concat"]),
+    ("itergnn", ["--backbone", "sage", "--block-kwargs", '{"eps": 0.1}'], ["configure pyg: backbones only"]),
+])
+def test_bad_pyg_backbones_of_the_baselines_are_one_line_errors(tmp_path, model, args, needles):
+    one_line_error(run("train", model, *args, *CSBM, "--epochs", 1, "--out", tmp_path / "run", "--device", "cpu"), *needles)

@@ -121,23 +121,26 @@ class SAGEBlock(nn.Module):
 
 
 class PyGBlock(nn.Module):
-    """Any torch-geometric convolution ``pyg:NAME`` as a square ``dim -> dim`` block, built by
-    :func:`~fixpt.models.kernels.pyg.build_conv` (widths filled in, a default MLP for GIN-style convs,
-    ``block_kwargs`` for the rest). Always the reference backend: torch-geometric's own message passing.
+    """Any torch-geometric convolution ``pyg:NAME`` as a ``in_dim -> dim`` block (square unless ``in_dim`` is given:
+    the first or last layer of a plain GNN), built by :func:`~fixpt.models.kernels.pyg.build_conv` (widths filled in,
+    a default MLP for GIN-style convs, ``block_kwargs`` for the rest). Always the reference backend:
+    torch-geometric's own message passing.
 
-    Shapes: ``x`` (N, dim) dense, ``graph`` a :class:`~fixpt.models.kernels.Graph` (its edge weights or
-    attributes passed where the conv takes them) or an ``edge_index`` (2, E) -> (N, dim).
+    Shapes: ``x`` (N, in_dim), dense or a :class:`~fixpt.models.kernels.csr.SparseMatrix` (sparse input
+    features, made dense here), ``graph`` a :class:`~fixpt.models.kernels.Graph` (its edge weights or attributes
+    passed where the conv takes them) or an ``edge_index`` (2, E) -> (N, dim).
     """
 
     graph_needs = ()
     backend = "reference"  # no vmap rules: seed batches refuse it (fixpt.models.base.seed_batch_mode)
 
-    def __init__(self, name: str, dim: int, block_kwargs: dict | None = None):
+    def __init__(self, name: str, dim: int, block_kwargs: dict | None = None, in_dim: int | None = None):
         super().__init__()
         self.name = name
-        self.pyg = PyGConv(name, dim, block_kwargs)
+        self.pyg = PyGConv(name, dim, block_kwargs, in_dim)
 
-    def forward(self, x: Tensor, graph: Graph | Tensor) -> Tensor:
+    def forward(self, x: Tensor | SparseMatrix, graph: Graph | Tensor) -> Tensor:
+        x = x.to_dense() if isinstance(x, SparseMatrix) else x
         graph = kernels.as_graph(graph, x.shape[0], self.graph_needs, self.backend)
         return self.pyg(x, graph.edge_index, graph.edge_features)
 

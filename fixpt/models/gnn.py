@@ -1,13 +1,16 @@
 r"""Plain GNNs: ``layers`` GCN / GAT / GraphSAGE convolutions stacked without iteration, the
 paper's "w/o iterations" rows (Table 5; Kipf & Welling 2017, Velickovic et al. 2018,
-Hamilton et al. 2017).
+Hamilton et al. 2017), or layers of any torch-geometric convolution (``pyg:NAME``, the baseline of a
+PIGN on the same backbone; :mod:`fixpt.models.backbone`).
 
 .. math::
     h^{(0)} = X, \qquad h^{(l+1)} = \sigma\big(\mathrm{conv}_l(\mathrm{dropout}(h^{(l)}))\big),
     \qquad \hat y = h^{(L)} \text{ (no activation on the last layer)}
 
 GAT uses ``heads`` concatenated heads of width ``hidden / heads`` in hidden layers, one head at
-the output, ELU and attention dropout, as in PyG's reference example.
+the output, ELU and attention dropout, as in PyG's reference example. A ``pyg:NAME`` layer is built
+from the width before it to the width after it (``block_kwargs`` as PIGN's), with dropout on its
+input and ReLU between layers.
 """
 
 from __future__ import annotations
@@ -19,16 +22,17 @@ from torch import Tensor, nn
 
 from ..errors import FixptError
 from ..registry import register
-from .widths import GraphWidth
+from .backbone import BACKBONE_HELP, BLOCK_KWARGS_HELP, GraphBackbone
 from . import kernels
-from .blocks import BACKBONES, GCNBlock, SAGEBlock
+from .blocks import GCNBlock, PyGBlock, SAGEBlock, is_pyg
 from .dropout import Dropout
 from .gat import GATBlock
 
 
 @dataclass
-class GNNConfig(GraphWidth):
-    backbone: str = field(default="gcn", metadata={"choices": BACKBONES, "help": "convolution type"})
+class GNNConfig(GraphBackbone):
+    backbone: str = field(default="gcn", metadata={"help": BACKBONE_HELP})
+    block_kwargs: str = field(default="", metadata={"help": BLOCK_KWARGS_HELP})
     layers: int = field(default=2, metadata={"min": 1, "help": "number of stacked convolutions"})
     hidden: int = field(default=64, metadata={"min": 1, "help": "hidden width"})
     heads: int = field(default=8, metadata={"min": 1, "help": "attention heads (gat)"})
@@ -37,6 +41,7 @@ class GNNConfig(GraphWidth):
     def validate(self) -> None:
         if self.layers < 1:
             raise FixptError(f"layers={self.layers} must be >= 1")
+        self.validate_backbone()
         if self.backbone == "gat" and self.hidden % self.heads:
             raise FixptError(f"hidden={self.hidden} must be divisible by heads={self.heads} for gat")
 
@@ -57,6 +62,8 @@ class GNN(nn.Module):
 
     def _conv(self, a: int, b: int, last: bool, backend: str) -> nn.Module:
         c = self.cfg
+        if is_pyg(c.backbone):
+            return PyGBlock(c.backbone.removeprefix("pyg:"), b, c.block_arguments(), in_dim=a)
         if c.backbone == "gcn":
             return GCNBlock(a, b, dropout=c.dropout, backend=backend)
         if c.backbone == "sage":
@@ -71,7 +78,7 @@ class GNN(nn.Module):
         graph = self.graphs(data)
         h = graph.x  # input features: a sparse matrix when they are sparse (bag-of-words), dropped on the non-zeros only
         for i, conv in enumerate(self.convs):
-            if isinstance(conv, GATBlock):
+            if isinstance(conv, (GATBlock, PyGBlock)):
                 h = self.drop(h)
             h = conv(h, graph)
             if i < len(self.convs) - 1:

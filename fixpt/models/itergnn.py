@@ -26,22 +26,26 @@ from torch import Tensor, nn
 from ..errors import DivergenceError
 from ..registry import register
 from ..views import FIXED_POINT_VIEW
-from .widths import GraphWidth
+from .backbone import BACKBONE_HELP, BLOCK_KWARGS_HELP, GraphBackbone
 from .base import IterativeModel
-from .blocks import BACKBONES, block_lipschitz_bound, make_block
+from .blocks import block_lipschitz_bound, make_block
 from . import kernels
 from .dropout import Dropout, InputLinear
 
 
 @dataclass
-class IterGNNConfig(GraphWidth):
-    backbone: str = field(default="gcn", metadata={"choices": BACKBONES, "help": "GNN block iterated"})
+class IterGNNConfig(GraphBackbone):
+    backbone: str = field(default="gcn", metadata={"help": BACKBONE_HELP})
+    block_kwargs: str = field(default="", metadata={"help": BLOCK_KWARGS_HELP})
     hidden: int = field(default=64, metadata={"min": 1, "help": "width of h"})
     heads: int = field(default=8, metadata={"min": 1, "help": "attention heads (gat)"})
     max_iter: int = field(default=10, metadata={"min": 1, "help": "most iterations"})
     stop_eps: float = field(default=0.01, metadata={"min": 0, "help": "stop when P(continue) < stop_eps (evaluation)"})
     tol: float = field(default=1e-4, metadata={"min": 0, "help": "residual tolerance for the fixed-point view"})
     dropout: float = field(default=0.5, metadata={"min": 0, "below": 1, "help": "dropout on encoder and decoder inputs"})
+
+    def validate(self) -> None:
+        self.validate_backbone()
 
 
 @register("itergnn", config=IterGNNConfig, task="node-classification", view=FIXED_POINT_VIEW, example={"hidden": 8, "csbm_nodes": 120, "epochs": 2})
@@ -53,7 +57,7 @@ class IterGNN(IterativeModel):
         self.cfg = cfg
         backend = kernels.backend()
         self.encoder = nn.Sequential(InputLinear(in_dim, cfg.hidden, dropout=cfg.dropout, backend=backend), nn.ReLU())
-        self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, backend=backend)
+        self.block = make_block(cfg.backbone, cfg.hidden, heads=cfg.heads, backend=backend, block_kwargs=cfg.block_arguments())
         self.confidence = nn.Linear(cfg.hidden, 1)
         self.decoder = nn.Sequential(Dropout(cfg.dropout, backend), nn.Linear(cfg.hidden, out_dim))
         self.graphs = kernels.GraphCache(self.block.graph_needs, backend)

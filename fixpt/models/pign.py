@@ -41,7 +41,6 @@ The form sets five pieces, each of which can be set on its own to measure what i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import torch
@@ -50,11 +49,10 @@ from torch import Tensor, nn
 from ..errors import FixptError
 from ..registry import register
 from ..views import FIXED_POINT_VIEW
-from .widths import GraphWidth
+from .backbone import BACKBONE_HELP, BLOCK_KWARGS_HELP, GraphBackbone
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
-from .blocks import BACKBONES, block_lipschitz_bound, is_pyg, make_block, node_degree
-from .kernels.pyg import build_conv
+from .blocks import block_lipschitz_bound, is_pyg, make_block, node_degree
 from . import kernels
 from .dropout import Dropout, InputLinear
 
@@ -67,11 +65,9 @@ FORMS = {
 
 
 @dataclass
-class PIGNConfig(GraphWidth):
-    backbone: str = field(default="gcn", metadata={"help": f"GNN block iterated: {', '.join(BACKBONES)} (fixpt's fast kernels) or pyg:NAME, "
-                                                   "any torch_geometric.nn convolution by class name (e.g. pyg:GINConv; torch-geometric's own, slower)"})
-    block_kwargs: str = field(default="", metadata={"help": "pyg: backbones: extra constructor arguments as a JSON object, e.g. '{\"eps\": 0.1, \"train_eps\": true}' "
-                                                    "(in a preset, a mapping); widths are set to hidden and GIN's nn defaults to an MLP"})
+class PIGNConfig(GraphBackbone):
+    backbone: str = field(default="gcn", metadata={"help": BACKBONE_HELP})
+    block_kwargs: str = field(default="", metadata={"help": BLOCK_KWARGS_HELP})
     form: str = field(default="fixed-point", metadata={"choices": tuple(FORMS), "help": "fixed-point (z = T(z) + f, solved to tol) or paper (Algorithm 1: n damped steps, no free term, dropout in the loop)"})
     hidden: int = field(default=64, metadata={"min": 1, "help": "width of z"})
     heads: int = field(default=8, metadata={"min": 1, "help": "attention heads (gat)"})
@@ -103,40 +99,11 @@ class PIGNConfig(GraphWidth):
                              f"{', '.join(DROPOUT_SITES)} (or an empty string for none)")
         return sites
 
-    def block_arguments(self) -> dict:
-        """``block_kwargs`` parsed: a JSON object (YAML flow syntax accepted, which is what a preset's mapping becomes)."""
-        text = self.block_kwargs.strip()
-        if not text:
-            return {}
-        try:
-            value = json.loads(text)
-        except ValueError:
-            import yaml
-
-            try:
-                value = yaml.safe_load(text)
-            except yaml.YAMLError:
-                value = None
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise FixptError(f"block_kwargs must be a JSON object of constructor arguments, e.g. '{{\"eps\": 0.1}}'; got {text[:80]!r}")
-        return value
-
     def random_step(self) -> bool:
         """Whether the step draws random numbers in training (attention dropout, dropout in the loop), so that it has no fixed point."""
         conv_dropout = self.block_arguments().get("dropout", 0) if is_pyg(self.backbone) else 0
         return ((self.backbone == "gat" and self.attn_dropout > 0) or ("loop" in self.dropout_sites() and self.dropout > 0)
                 or (isinstance(conv_dropout, (int, float)) and conv_dropout > 0))
-
-    def validate_backbone(self) -> None:
-        """A pyg: backbone is built once on a 3-node graph, so a bad name or argument fails here, before any data is read."""
-        if is_pyg(self.backbone):
-            with torch.random.fork_rng(devices=[]):  # validating draws nothing from the run's random stream
-                build_conv(self.backbone.removeprefix("pyg:"), self.hidden, self.block_arguments())
-        elif self.backbone not in BACKBONES:
-            raise FixptError(f"unknown backbone {self.backbone!r}; use one of {', '.join(BACKBONES)}, or pyg:NAME for a "
-                             "torch_geometric.nn convolution (e.g. pyg:GINConv)")
-        elif self.block_arguments():
-            raise FixptError(f"block_kwargs configure pyg: backbones only; backbone {self.backbone!r} takes none (leave it empty)")
 
     def validate(self) -> None:
         if self.max_iter < 1 or self.hidden < 1:

@@ -1,13 +1,15 @@
-r"""The reference backend's open end: any ``torch_geometric.nn`` convolution, found by class name and built square.
+r"""The reference backend's open end: any ``torch_geometric.nn`` convolution, found by class name and built to width.
 
 ``pyg:NAME`` names a class of ``torch_geometric.nn`` that is a message-passing convolution
-(a subclass of ``MessagePassing``). :func:`build_conv` builds it as a map ``hidden -> hidden``:
+(a subclass of ``MessagePassing``). :func:`build_conv` builds it as a map ``in_width -> hidden``
+(square, ``hidden -> hidden``, for an iterated block; rectangular for a layer of the plain ``gnn``):
 
-* constructor arguments named ``in_channels``, ``out_channels`` or ``channels`` get ``hidden``
-  unless the user's keyword arguments set them;
+* constructor arguments named ``in_channels`` get ``in_width``, and ``out_channels`` or ``channels``
+  get ``hidden``, unless the user's keyword arguments set them (a conv with ``channels`` alone keeps
+  its width, so it cannot be a rectangular layer);
 * an ``nn`` argument (GIN-style convolutions) gets a default MLP, :func:`default_mlp`:
-  ``Linear(w, hidden) -> ReLU -> Linear(hidden, hidden)`` with ``w = hidden`` (``GINConv``,
-  ``GINEConv``: :math:`\mathrm{MLP}((1+\epsilon) z_i + \sum_{j \in N(i)} z_j)`) or ``w = 2 hidden``
+  ``Linear(w, hidden) -> ReLU -> Linear(hidden, hidden)`` with ``w = in_width`` (``GINConv``,
+  ``GINEConv``: :math:`\mathrm{MLP}((1+\epsilon) z_i + \sum_{j \in N(i)} z_j)`) or ``w = 2 in_width``
   (``EdgeConv``, ``DynamicEdgeConv``, whose MLP sees :math:`[z_i, z_j - z_i]`);
 * any other argument without a default must come from the user's keyword arguments.
 
@@ -69,8 +71,8 @@ def default_mlp(in_width: int, hidden: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_width, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
 
 
-def _constructor_args(cls: type, hidden: int, kwargs: dict) -> dict:
-    """The keyword arguments that build ``cls`` square at width ``hidden``: the user's, plus widths and a default MLP."""
+def _constructor_args(cls: type, hidden: int, kwargs: dict, in_width: int) -> dict:
+    """The keyword arguments that build ``cls`` from ``in_width`` to ``hidden``: the user's, plus widths and a default MLP."""
     from torch_geometric.nn.conv import MessagePassing
 
     name = cls.__name__
@@ -87,12 +89,15 @@ def _constructor_args(cls: type, hidden: int, kwargs: dict) -> dict:
     args = dict(kwargs)
     for arg in WIDTH_ARGS:
         if arg in params and arg not in args:
-            args[arg] = hidden
+            args[arg] = in_width if arg == "in_channels" else hidden
+    if in_width != hidden and "channels" in params and "in_channels" not in params:
+        raise FixptError(f"{PREFIX}{name} keeps its width (one 'channels' argument), so it cannot map width {in_width} to {hidden} "
+                         "as a layer of a plain GNN; iterate it in pign or itergnn, or choose a convolution with in_channels")
     if "nn" in params and "nn" not in args:
         if name not in MLP_INPUT_FACTOR:
             raise FixptError(f"{PREFIX}{name} needs a torch module 'nn', which block_kwargs (JSON) cannot give and fixpt has no "
                              f"default for (it has for {', '.join(MLP_INPUT_FACTOR)}); wrap it from Python with fixpt.DEQ instead")
-        args["nn"] = default_mlp(MLP_INPUT_FACTOR[name] * hidden, hidden)
+        args["nn"] = default_mlp(MLP_INPUT_FACTOR[name] * in_width, hidden)
     missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in args]
     if missing:
         example = ", ".join(f'"{m}": ...' for m in missing)
@@ -108,44 +113,45 @@ def _forward_extras(cls: type) -> tuple[str, ...]:
     required = [p.name for p in params[1:] if p.default is inspect.Parameter.empty and p.name != "edge_index"
                 and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
     if len(params) < 2 or params[1].name != "edge_index":
-        raise FixptError(f"{PREFIX}{cls.__name__}'s forward takes ({', '.join(p.name for p in params)}), not (x, edge_index) as an "
-                         "iterated block z -> conv(z, edge_index) calls it; choose another convolution")
+        raise FixptError(f"{PREFIX}{cls.__name__}'s forward takes ({', '.join(p.name for p in params)}), not (x, edge_index) as "
+                         "fixpt's graph models call a block, z -> conv(z, edge_index); choose another convolution")
     if required:
-        raise FixptError(f"{PREFIX}{cls.__name__}'s forward needs {', '.join(required)} besides (x, edge_index), which an iterated "
+        raise FixptError(f"{PREFIX}{cls.__name__}'s forward needs {', '.join(required)} besides (x, edge_index), which a "
                          "block z -> conv(z, edge_index) cannot give; choose another convolution")
     return tuple(p.name for p in params if p.name in EDGE_ARGS)
 
 
-def build_conv(name: str, hidden: int, kwargs: dict | None = None) -> tuple[nn.Module, tuple[str, ...]]:
-    """``torch_geometric.nn.<name>`` built as a ``hidden -> hidden`` map, checked on a 3-node graph; returns the
-    convolution and the edge arguments (``edge_weight``, ``edge_attr``) its forward takes."""
+def build_conv(name: str, hidden: int, kwargs: dict | None = None, in_width: int | None = None) -> tuple[nn.Module, tuple[str, ...]]:
+    """``torch_geometric.nn.<name>`` built as a map ``in_width -> hidden`` (default: ``hidden -> hidden``), checked on a
+    3-node graph; returns the convolution and the edge arguments (``edge_weight``, ``edge_attr``) its forward takes."""
+    in_width = hidden if in_width is None else in_width
     cls = conv_class(name)
     extras = _forward_extras(cls)
-    args = _constructor_args(cls, hidden, kwargs or {})
+    args = _constructor_args(cls, hidden, kwargs or {}, in_width)
     try:
         conv = cls(**args)
     except Exception as e:  # noqa: BLE001 - a bad value in block_kwargs: any exception of the constructor
         raise FixptError(f"block_kwargs: {PREFIX}{name}({_shown(args)}) failed: {type(e).__name__}: {_one_line(e)}; "
                          "fix the values in --block-kwargs") from None
-    width = _probe_width(conv, name, hidden)
+    width = _probe_width(conv, name, in_width, hidden)
     if width != hidden:
-        raise FixptError(f"{PREFIX}{name} maps width {hidden} to {width}, but the iterated block must keep the width "
-                         f"(hidden={hidden}); change --block-kwargs (e.g. '{{\"concat\": false}}' or '{{\"heads\": 1}}')")
+        raise FixptError(f"{PREFIX}{name} maps width {in_width} to {width}, but the model needs width {hidden}; change --block-kwargs "
+                         f"(e.g. '{{\"concat\": false}}' or '{{\"heads\": 1}}')")
     return conv, extras
 
 
-def _probe_width(conv: nn.Module, name: str, hidden: int) -> int:
+def _probe_width(conv: nn.Module, name: str, in_width: int, expected: int) -> int:
     """The output width of ``conv`` on a 3-node graph of zeros (no gradient, no random draws: eval mode)."""
     was_training = conv.training
     conv.eval()
     try:
         with torch.no_grad():
-            out = conv(torch.zeros(3, hidden), _PROBE_EDGES)
+            out = conv(torch.zeros(3, in_width), _PROBE_EDGES)
     except Exception as e:  # noqa: BLE001 - whatever the conv raises, the user must hear it at build time
         if "edge_attr" in _forward_extras(type(conv)):
-            return hidden  # it may need the graph's edge features, checked on the first real call
+            return expected  # it may need the graph's edge features: checked on the first real call
         raise FixptError(f"{PREFIX}{name} fails on a plain graph ({type(e).__name__}: {_one_line(e)}); "
-                         "it needs inputs an iterated block cannot give: choose another convolution") from None
+                         "it needs inputs that a block z -> conv(z, edge_index) cannot give: choose another convolution") from None
     finally:
         conv.train(was_training)
     if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 3:
@@ -154,14 +160,14 @@ def _probe_width(conv: nn.Module, name: str, hidden: int) -> int:
 
 
 class PyGConv(nn.Module):
-    """A torch-geometric convolution called as the iterated block calls it: ``conv(z, edge_index)``, plus the
+    """A torch-geometric convolution called as fixpt's graph models call a block: ``conv(z, edge_index)``, plus the
     graph's ``edge_weight`` / ``edge_attr`` where the forward takes them and the graph has them. The first
     call turns a failure (e.g. ``GINEConv`` on a graph without edge features) into a one-line error."""
 
-    def __init__(self, name: str, hidden: int, kwargs: dict | None = None):
+    def __init__(self, name: str, hidden: int, kwargs: dict | None = None, in_width: int | None = None):
         super().__init__()
         self.name = name
-        self.conv, self.extras = build_conv(name, hidden, kwargs)
+        self.conv, self.extras = build_conv(name, hidden, kwargs, in_width)
         self._checked = False
 
     def forward(self, z: Tensor, edge_index: Tensor, edge_features: dict[str, Tensor | None]) -> Tensor:
