@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from fixpt.cli import app
 from fixpt.data.navier_stokes import NavierStokesConfig, generate
-from fixpt.train import build, train
+from fixpt.tasks.base import Metric
+from fixpt.train import build, load_trained, train
 
 runner = CliRunner()
 VARIANTS = ["vit", "vit-small", "vit-parallel", "vit-3d"]
@@ -216,3 +217,28 @@ def test_anie_form_options_checked(ns_file):
         res = runner.invoke(app, ["train", "anie", "--data-file", ns_file, "--in-frames", "2", "--out-frames", "2", "--epochs", "1", *args])
         lines = [line for line in res.output.splitlines() if line.strip()]
         assert res.exit_code == 2 and len(lines) == 1 and needle in lines[0], res.output
+
+
+def test_a_minibatched_epoch_evaluates_only_the_held_out_samples(ns_file, tmp_path):
+    """Each epoch of a minibatched task evaluates the validation and test samples alone (the same scores as a
+    forward over all the data), and metrics.json's training score is the checkpoint's, taken once at the end."""
+    from fixpt.training.loop import SPLITS, evaluate, held_out
+
+    torch.manual_seed(0)
+    _, task, model, data, _, _ = build("vit", {"variant": "vit-small"}, data_cfg(ns_file), torch.device("cpu"))
+    metric = Metric("mse", higher_is_better=False)
+    index = data.train_mask.nonzero().flatten()
+    part, splits = held_out(data, index)
+    assert splits == ("val", "test") and len(part.x) == int((data.val_mask | data.test_mask).sum()) < len(data.x)
+    full, held = evaluate(model, task, data, metric), evaluate(model, task, part, metric, splits)
+    assert set(held) == {"val_loss", "val_mse", "test_mse"}
+    for key in held:
+        assert held[key] == pytest.approx(full[key], rel=1e-5)
+    assert held_out(data, None) == (data, SPLITS)  # a full-batch task: one forward gives every split
+
+    metrics = train("vit", {"variant": "vit-small"}, data_cfg(ns_file), {"epochs": 2, "batch_size": 4}, out=tmp_path, device="cpu")
+    header = (tmp_path / "history.csv").read_text().splitlines()[0].split(",")
+    assert "val_mse" in header and "test_mse" in header and "train_mse" not in header
+    trained = load_trained(tmp_path / "ckpt.pt")
+    again = evaluate(trained.model, trained.task, trained.data, metric)
+    assert metrics["train_mse"] == pytest.approx(again["train_mse"], rel=1e-5)

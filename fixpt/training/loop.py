@@ -29,12 +29,21 @@ from .rundir import CKPT, RunDir
 SPLITS = ("train", "val", "test")
 
 
-def evaluate(model, task, data, metric) -> dict:
-    """``val_loss`` and ``{split}_{metric}`` for every split, in evaluation mode without gradients."""
+def evaluate(model, task, data, metric, splits: tuple[str, ...] = SPLITS) -> dict:
+    """``val_loss`` and ``{split}_{metric}`` for each of ``splits``, in evaluation mode without gradients."""
     model.eval()
     with torch.no_grad():
         out = model(data)
-        return {"val_loss": float(task.loss(out, data, "val")), **{f"{s}_{metric.name}": task.score(out, data, s, metric) for s in SPLITS}}
+        return {"val_loss": float(task.loss(out, data, "val")), **{f"{s}_{metric.name}": task.score(out, data, s, metric) for s in splits}}
+
+
+def held_out(data, index):
+    """What each epoch evaluates: the whole data of a full-batch task (one forward gives every split), and only
+    the validation and test samples of a minibatched one, whose training split (most of the data) the epoch's
+    ``train_loss`` already follows; its training score is taken once, at the best epoch's weights (:func:`finish_run`)."""
+    if index is None:
+        return data, SPLITS
+    return data.subset((data.val_mask | data.test_mask).nonzero().flatten()), ("val", "test")
 
 
 def _batches(data, index, batch_size: int) -> list:
@@ -113,6 +122,7 @@ def fit_epochs(spec, task, request) -> dict:
     if tcfg.batch_size and not task.minibatches:
         raise FixptError(f"batch_size applies to tasks with independent samples; {task.name} trains on one whole graph (use 0)")
     index = data.train_mask.nonzero().flatten() if tcfg.batch_size else None
+    evaluated, splits = held_out(data, index)
     cast = autocast(dev, tcfg.use_amp)
     tracker = BestEpoch(metric.name, metric.higher_is_better, tcfg.patience)
     configs = _state_configs(spec, task, request, dcfg, tcfg)
@@ -130,7 +140,7 @@ def fit_epochs(spec, task, request) -> dict:
             if tracker.exhausted:
                 break
             train_loss = _train_epoch(model, task, _batches(data, index, tcfg.batch_size), opt, cast, epoch, penalty)
-            ev = {"train_loss": train_loss, **(penalty.epoch_record() if penalty else {}), **evaluate(model, task, data, metric)}
+            ev = {"train_loss": train_loss, **(penalty.epoch_record() if penalty else {}), **evaluate(model, task, evaluated, metric, splits)}
             _check_validation(ev, metric.name, epoch)
             log.row(epoch, ev)
             if tracker.update(epoch, ev, feasible=penalty is None or penalty.feasible):
@@ -206,10 +216,11 @@ def finish_run(run: Finished, tracker: BestEpoch, folder: RunDir, *, save_ckpt: 
     mcfg, dcfg, tcfg = run.configs
     run.model.load_state_dict(best["state"])
     penalty_end = run.penalty.end_of_training(run.model) if run.penalty is not None else {}
-    evaluate(run.model, run.task, run.data, run.metric)  # leaves the final (eval-mode) solve in the model
+    final = evaluate(run.model, run.task, run.data, run.metric)  # leaves the final (eval-mode) solve in the model
     metrics = {
         "model": run.model_name, "task": run.task.name,
-        f"val_{m}": best[f"val_{m}"], f"test_{m}": best[f"test_{m}"], f"train_{m}": best[f"train_{m}"], "val_loss": best["val_loss"],
+        f"val_{m}": best[f"val_{m}"], f"test_{m}": best[f"test_{m}"], f"train_{m}": best.get(f"train_{m}", final[f"train_{m}"]),
+        "val_loss": best["val_loss"],
         f"test_{m}_last_epoch": last[f"test_{m}"], f"val_{m}_last_epoch": last[f"val_{m}"],
         "best_epoch": best["epoch"], "epochs_run": tracker.epochs_run, "seconds": run.seconds,
         "parameters": count_parameters(run.model), "hidden": to_dict(mcfg).get("hidden"), "device": str(run.device),
