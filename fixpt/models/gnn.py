@@ -27,6 +27,7 @@ from . import kernels
 from .blocks import GCNBlock, PyGBlock, SAGEBlock, is_pyg
 from .dropout import Dropout
 from .gat import GATBlock
+from .kernels.pyg import PREFIX
 
 
 @dataclass
@@ -63,7 +64,7 @@ class GNN(nn.Module):
     def _conv(self, a: int, b: int, last: bool, backend: str) -> nn.Module:
         c = self.cfg
         if is_pyg(c.backbone):
-            return PyGBlock(c.backbone.removeprefix("pyg:"), b, c.block_arguments(), in_dim=a)
+            return PyGBlock(c.backbone.removeprefix(PREFIX), b, c.block_arguments(), in_dim=a)
         if c.backbone == "gcn":
             return GCNBlock(a, b, dropout=c.dropout, backend=backend)
         if c.backbone == "sage":
