@@ -48,17 +48,23 @@ def load_runs(sweep_dir: str | Path, strict: bool = False) -> SweepRuns:
         raise FixptError(f"{index_path} is damaged; rerun the sweep command to rewrite it") from None
     if not isinstance(planned, list):
         raise FixptError(f"{index_path} is damaged; rerun the sweep command to rewrite it")
-    runs, skipped = [], []
-    for i, r in enumerate(planned):
-        run, why = _finished(d, index_path, i, r)
-        if why is not None and strict:
-            raise FixptError(f"{why} (--strict)")
-        skipped += [why] if why is not None else []
-        runs += [run] if run is not None else []
+    runs, skipped = _gathered((_finished(d, index_path, i, r) for i, r in enumerate(planned)), strict)
     if not runs:
         raise FixptError(f"{d} has no finished runs yet ({len(planned)} planned); run or resume the sweep first")
     return SweepRuns(d, index.get("name", ""), index.get("report", "generic"), _varying(index.get("varying", []), runs),
                      len(planned), runs, skipped)
+
+
+def _gathered(results, strict: bool) -> tuple[list[FinishedRun], list[str]]:
+    """The runs of ``(run, why)`` pairs, and why the others are left out (a run not finished has neither);
+    ``strict``: a damaged one is an error."""
+    runs, skipped = [], []
+    for run, why in results:
+        if why is not None and strict:
+            raise FixptError(f"{why} (--strict)")
+        skipped += [why] if why is not None else []
+        runs += [run] if run is not None else []
+    return runs, skipped
 
 
 def _varying(recorded: list[str], runs: list[FinishedRun]) -> list[str]:
@@ -99,13 +105,7 @@ def _plain_runs(d: Path, strict: bool) -> SweepRuns:
     if not folders:
         raise FixptError(f"{d} is not a sweep directory (no {INDEX}), a run folder or a folder of runs (no */{METRICS}); "
                          f"run `fixpt sweep PRESET --out {d}` or `fixpt train MODEL --out {d}/NAME` first")
-    runs, skipped = [], []
-    for folder in folders:
-        run, why = _plain_run(RunDir(folder))
-        if why is not None and strict:
-            raise FixptError(f"{why} (--strict)")
-        skipped += [why] if why is not None else []
-        runs += [run] if run is not None else []
+    runs, skipped = _gathered((_plain_run(RunDir(folder)) for folder in folders), strict)
     if not runs:
         raise FixptError(f"{d}: no run with a readable {METRICS} and {CONFIG}: {skipped[0]}")
     models = sorted({r.model for r in runs})
