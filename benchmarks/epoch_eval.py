@@ -22,7 +22,6 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
 
 import torch  # noqa: E402
 
-from fixpt.tasks.base import Metric  # noqa: E402
 from fixpt.train import build  # noqa: E402
 from fixpt.training.loop import _batches, _train_epoch, evaluate, held_out  # noqa: E402
 from fixpt.training.parts import autocast  # noqa: E402
@@ -43,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     _, task, model, data, _, dcfg = build(args.model, {}, {}, torch.device("cpu"), task=args.task)
-    metric = Metric(task.metric_for(dcfg).name, task.metric_for(dcfg).higher_is_better)
+    metric = task.metric_for(dcfg)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     index = data.train_mask.nonzero().flatten()
     part, splits = held_out(data, index)

@@ -18,6 +18,7 @@ from ..registry import get_spec, list_models
 from .console import err, options_of, out, print_json, progress_bar, tracker_options, tracker_spec, user_errors, with_signature
 
 TRAIN_HELP = "Train a registered model (one subcommand per model)."
+RUNS = Path("runs")  # where a run without --out gets its folder
 
 
 def _data_options(tasks: dict) -> list[inspect.Parameter]:
@@ -63,7 +64,7 @@ def _run_folder(name: str, out: Path | None, resumed: str | None, overwrite: boo
     if out is None and resumed:
         return writable_folder(resumed)
     if out is None:
-        return new_run_folder("runs", name)
+        return new_run_folder(RUNS, name)
     if has_run(out) and not overwrite and Path(resumed or "").resolve() != out.resolve():
         raise FixptError(f"--out {out} already holds a run (ckpt.pt / metrics.json); pass --overwrite to replace it, or choose "
                          "another folder")
@@ -108,7 +109,7 @@ def make_train_command(name: str, train_app: typer.Typer) -> None:
         tracker = tracker_spec(kw["tracker"], kw["tracker_uri"], "fixpt")  # a missing library: one line, before anything is made
         resumed = task.resumes_from(cfgs["train"])
         fresh = kw["out_dir"] is None and not resumed
-        runs_made = fresh and not Path("runs").exists()
+        runs_made = fresh and not RUNS.exists()
         out_dir = _run_folder(name, kw["out_dir"], resumed, kw["overwrite"])
         main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
         # the bar is for people at a terminal; scripts (and --json) get clean stderr

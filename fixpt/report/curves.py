@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training.rundir import HISTORY, RunDir
-from .runs import FinishedRun
+from .runs import FinishedRun, setting_label
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Curve:
 def curve_label(run: FinishedRun, varying: list[str]) -> str:
     """The model and the run's varying settings; a run that sets none of them (an ablation's base) says it runs
     the defaults, as its table row does (:class:`fixpt.report.generic.Generic`)."""
-    settings = [f"{k}={run.params[k]}" for k in varying if k != "seed" and k in run.params]
+    settings = [label for k in varying if k != "seed" and (label := setting_label(run, k))]
     if settings or not [k for k in varying if k != "seed"]:
         return " ".join([run.model] + settings)
     return f"{run.model} (defaults)"

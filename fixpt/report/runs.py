@@ -128,6 +128,11 @@ def _plain_run(folder: RunDir) -> tuple[FinishedRun | None, str | None]:
     return FinishedRun(folder.path.name, model, {"model": model, **params}, metrics, config.get("task"), folder.path), None
 
 
+def setting_label(run: FinishedRun, key: str) -> str | None:
+    """``key=value`` for a parameter the run sets, None for one it leaves at its default."""
+    return f"{key}={run.params[key]}" if key in run.params else None
+
+
 def higher_is_better(runs: list[FinishedRun]) -> bool:
     """The direction of the runs' score, from their task: the one source of truth for training and reports."""
     tasks = sorted({r.task or MODELS.get(r.model).task for r in runs})

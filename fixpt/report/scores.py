@@ -34,7 +34,7 @@ from ..plots import plot_residuals, plot_score_vs_iterations
 from .curves import curves_figure
 from .layout import Layout, Options
 from .references import add_reference_rows
-from .runs import FinishedRun, SweepRuns, higher_is_better
+from .runs import FinishedRun, SweepRuns, higher_is_better, setting_label
 from .table import Cell, Note, NumberFormat, Table
 
 PROTOCOLS = ("best-val", "last-epoch")
@@ -86,10 +86,6 @@ class ScoreLayout(Layout):
         return [p for p in (plot_score_vs_iterations(sweep.runs, metric, sweep.varying, folder / "score_vs_iterations.png"),
                             plot_residuals(sweep.runs, sweep.varying, folder / "residuals.png"),
                             curves_figure(sweep.runs, metric, sweep.varying, folder / "test_vs_compute.png")) if p is not None]
-
-
-def setting_label(run: FinishedRun, key: str) -> str | None:
-    return f"{key}={run.params[key]}" if key in run.params else None
 
 
 def metric_name(runs: list[FinishedRun]) -> str:
