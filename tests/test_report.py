@@ -451,6 +451,12 @@ def test_runs_of_fixpt_train_are_reported_without_a_sweep(tmp_path, monkeypatch)
     assert cells["hidden=8"]["mean"] == pytest.approx(sum(scores) / 2)
     one = run("report", "runs/h16s0", "--format", "json")
     assert one.exit_code == 0 and [c["row"] for c in json.loads(one.stdout)["cells"]] == ["gnn"], one.output
+    # two models: a shared option that differs (backbone) is shown; one model's own options (pign's alpha, ...) are not
+    ok_runs = [run("train", m, *base, "--hidden", "8", "--backbone", b, "--out", f"mixed/{m}") for m, b in (("gnn", "gcn"), ("pign", "sage"))]
+    assert all(r.exit_code == 0 for r in ok_runs), [r.output for r in ok_runs]
+    mixed = run("report", "mixed", "--format", "json")
+    assert mixed.exit_code == 0, mixed.output
+    assert {c["row"] for c in json.loads(mixed.stdout)["cells"]} == {"gnn backbone=gcn", "pign backbone=sage"}
     (tmp_path / "runs/h16s0/config.json").unlink()  # a run from before config.json was written
     res = run("report", "runs")
     assert res.exit_code == 0 and "runs/h16s0/config.json is missing" in res.output.replace("\\", "/"), res.output

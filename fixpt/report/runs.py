@@ -100,7 +100,8 @@ NOT_SETTINGS = ("resume",)  # train options that say where a run came from, not 
 def _plain_runs(d: Path, strict: bool) -> SweepRuns:
     """Runs of ``fixpt train`` outside a sweep: ``d`` itself, or the run folders right under it (``runs/``), each a
     ``metrics.json`` beside the ``config.json`` that ``fixpt train`` writes. They are compared by the settings they
-    differ in: the model when there are several, and the options that vary among the runs of one model."""
+    differ in: the options (the model among them) that take more than one value over the runs that have them, so
+    that one model's own options, absent from another's runs, do not all count as differences."""
     folders = [d] if (d / METRICS).is_file() else sorted(p for p in d.iterdir() if (p / METRICS).is_file()) if d.is_dir() else []
     if not folders:
         raise FixptError(f"{d} is not a sweep directory (no {INDEX}), a run folder or a folder of runs (no */{METRICS}); "
@@ -108,9 +109,8 @@ def _plain_runs(d: Path, strict: bool) -> SweepRuns:
     runs, skipped = _gathered((_plain_run(RunDir(folder)) for folder in folders), strict)
     if not runs:
         raise FixptError(f"{d}: no run with a readable {METRICS} and {CONFIG}: {skipped[0]}")
-    models = sorted({r.model for r in runs})
-    varying = (["model"] if len(models) > 1 else []) + list(dict.fromkeys(
-        k for m in models for k in varying_keys(r.params for r in runs if r.model == m) if k != "model"))
+    varying = [k for k in dict.fromkeys(k for r in runs for k in r.params) if k != "seed"
+               and len({json.dumps(r.params[k], sort_keys=True) for r in runs if k in r.params}) > 1]
     return SweepRuns(d, d.name, "generic", varying, len(folders), runs, skipped)
 
 
