@@ -181,6 +181,9 @@ def test_an_ablation_base_curve_is_labelled_as_its_table_row():
     assert curve_label(base, ["residual"]) == "anie (defaults)"
     assert curve_label(switched, ["residual"]) == "anie residual=True"
     assert curve_label(base, []) == curve_label(base, ["seed"]) == "anie"
+    plain = FinishedRun("c", "gnn", {"model": "gnn", "backbone": "pyg:GINConv", "seed": 0}, {}, "node-classification")
+    assert curve_label(plain, ["model"]) == "gnn"  # runs of `fixpt train` carry their model as a parameter too
+    assert curve_label(plain, ["model", "backbone"]) == "gnn backbone=pyg:GINConv"
 
 
 def csv_rows(path):

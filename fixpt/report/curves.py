@@ -35,8 +35,9 @@ class Curve:
 def curve_label(run: FinishedRun, varying: list[str]) -> str:
     """The model and the run's varying settings; a run that sets none of them (an ablation's base) says it runs
     the defaults, as its table row does (:class:`fixpt.report.generic.Generic`)."""
-    settings = [label for k in varying if k != "seed" and (label := setting_label(run, k))]
-    if settings or not [k for k in varying if k != "seed"]:
+    keys = [k for k in varying if k not in ("seed", "model")]  # the label starts with the model already
+    settings = [label for k in keys if (label := setting_label(run, k))]
+    if settings or not keys:
         return " ".join([run.model] + settings)
     return f"{run.model} (defaults)"
 
