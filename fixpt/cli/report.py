@@ -26,6 +26,8 @@ def report(
                                           "last-epoch: after the last epoch (the paper's protocol)")] = "best-val",
     spread: Annotated[str, typer.Option("--spread", help="the ± shown: seeds (std over seeds) or test-batches (std over test "
                                         "batches of each model, the paper's; mean over seeds)")] = "seeds",
+    budget: Annotated[Optional[str], typer.Option("--budget", help="equal compute: score each run at its best-validation epoch "
+                                                  "within steps=N, flops=X or epochs=N of training (from history.csv)")] = None,
 ) -> None:
     """Aggregate a sweep (mean +- std over seeds) into the paper's table layout; best of each column in bold. Runs of
     `fixpt train` (a run folder, or a folder of them) get the generic layout."""
@@ -35,7 +37,7 @@ def report(
     if plot is not None:
         writable_folder(plot, "--plot")
     report = make_report(sweep_dir, layout=layout, fmt=fmt, compare=compare, select=select, protocol=protocol, plot=plot,
-                         strict=strict, spread=spread)
+                         strict=strict, spread=spread, budget=budget)
     sys.stdout.write(report.text)
     for line in report.notes:
         err.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import FixptError
 from ..registry import LAYOUTS
+from .budget import Budget
 from .layout import Layout, Options
 from .paper import attach_paper, paper_results
 from .render import FORMATS, render
@@ -38,14 +39,16 @@ class Report:
 
 def make_report(sweep_dir: str | Path, *, layout: str | None = None, fmt: str = "md", compare: str | None = None,
                 select: bool = False, protocol: str = "best-val", plot: str | Path | None = None, strict: bool = False,
-                spread: str = "seeds") -> Report:
+                spread: str = "seeds", budget: str | None = None) -> Report:
     """The report of a sweep directory in ``layout`` (default: the preset's); ``compare="paper"`` puts the
     published numbers beside ours; ``plot`` is a folder for the layout's figures; ``strict`` makes a damaged run
-    file an error instead of a warning. Bad input: FixptError."""
+    file an error instead of a warning; ``budget`` (``steps=N``, ``flops=X``, ``epochs=N``) scores each run at its
+    best-validation epoch within that training cost (:mod:`fixpt.report.budget`). Bad input: FixptError."""
     sweep = load_runs(sweep_dir, strict=strict)
     name = layout or sweep.layout
-    chosen = _check_options(name, fmt, compare, select, protocol, spread)
-    table = chosen.table(sweep, Options(select=select, protocol=protocol, spread=spread))
+    limit = Budget.parse(budget) if budget is not None else None
+    chosen = _check_options(name, fmt, compare, select, protocol, spread, limit)
+    table = chosen.table(sweep, Options(select=select, protocol=protocol, spread=spread, budget=limit))
     if compare == "paper":
         attach_paper(table, name)
     report = Report(render(table, fmt), notes=[f"warning: {why}" for why in sweep.skipped])
@@ -59,7 +62,8 @@ def make_report(sweep_dir: str | Path, *, layout: str | None = None, fmt: str = 
     return report
 
 
-def _check_options(name: str, fmt: str, compare: str | None, select: bool, protocol: str, spread: str = "seeds") -> Layout:
+def _check_options(name: str, fmt: str, compare: str | None, select: bool, protocol: str, spread: str = "seeds",
+                   budget: Budget | None = None) -> Layout:
     """The layout called ``name``, once every option is known and applies to it."""
     if name not in LAYOUTS:
         raise FixptError(f"unknown layout {name!r}; valid: {', '.join(LAYOUTS.names())}")
@@ -73,6 +77,9 @@ def _check_options(name: str, fmt: str, compare: str | None, select: bool, proto
         raise FixptError(f"unknown spread {spread!r}; valid: {', '.join(SPREADS)}")
     if spread != "seeds" and protocol != "best-val":
         raise FixptError("--spread test-batches is measured on each run's best-validation model; use --protocol best-val")
+    if budget is not None and (protocol != "best-val" or spread != "seeds"):
+        raise FixptError("--budget picks each run's best-validation epoch within the budget from its history, where only the "
+                         "seed spread exists; drop --protocol and --spread")
     chosen = LAYOUTS.get(name)()
     if not chosen.chooses_settings:
         choosing = _and([n for n in LAYOUTS.names() if LAYOUTS.get(n).chooses_settings])
@@ -82,6 +89,8 @@ def _check_options(name: str, fmt: str, compare: str | None, select: bool, proto
             raise FixptError(f"--select chooses settings in the {choosing} layouts, not in {name}")
         if spread != "seeds":
             raise FixptError(f"--spread {spread} applies to the {choosing} layouts, not to {name}")
+        if budget is not None:
+            raise FixptError(f"--budget applies to the {choosing} layouts, not to {name}")
     if compare is not None and chosen.paper_absent:
         raise FixptError(chosen.paper_absent)
     return chosen

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .budget import Budget
 from .runs import SweepRuns
 from .table import Table
 
@@ -27,6 +28,7 @@ class Options:
     select: bool = False  # per cell, keep the setting chosen on validation
     protocol: str = "best-val"  # which test score of each run: at its best-validation epoch, or after the last
     spread: str = "seeds"  # the ± shown: over seeds, or over test batches of each model (mean over seeds)
+    budget: Budget | None = None  # score each run at its best-validation epoch within this training cost
 
 
 class Layout:

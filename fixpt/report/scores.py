@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from ..errors import FixptError
 from ..plots import plot_residuals, plot_score_vs_iterations
 from .curves import curves_figure
+from .budget import within_budget
 from .layout import Layout, Options
 from .references import add_reference_rows
 from .runs import FinishedRun, SweepRuns, higher_is_better, setting_label
@@ -41,8 +42,8 @@ PROTOCOLS = ("best-val", "last-epoch")
 SPREADS = ("seeds", "test-batches")
 LAST_EPOCH = "_last_epoch"  # suffix of the last-epoch protocol's keys in metrics.json
 PROTOCOL_TEXT = {"best-val": "best-val epoch", "last-epoch": "last epoch"}  # when each run's test score was taken
-CSV_COLUMNS = ["row", "column", "metric", "protocol", "mean", "std", "n", "best", "seconds_mean", "paper_mean", "paper_std",
-               "diff", "setting", "val_mean", "settings_compared", "reference", "seed_std", "test_batch_std"]
+CSV_COLUMNS = ["row", "column", "metric", "protocol", "budget", "mean", "std", "n", "best", "seconds_mean", "paper_mean", "paper_std",
+               "diff", "setting", "val_mean", "settings_compared", "reference", "seed_std", "test_batch_std", "budget_epochs"]
 
 
 class Place(NamedTuple):
@@ -105,6 +106,13 @@ def score_table(layout: ScoreLayout, sweep: SweepRuns, options: Options) -> Tabl
     """Group the finished runs by everything but the seed, settle each cell's setting, and fill the table."""
     runs, protocol = sweep.runs, options.protocol
     metric = metric_name(runs)
+    higher = higher_is_better(runs)
+    fields = {"metric": metric, "protocol": protocol}
+    stopped_early = 0
+    if options.budget is not None:  # each run at its best-validation epoch within the budget (fixpt.report.budget)
+        scored = [within_budget(r, metric, options.budget, higher) for r in runs]
+        runs, stopped_early = [r for r, _ in scored], sum(early for _, early in scored)
+        fields["budget"] = options.budget.text
     test_key, val_key = protocol_keys(metric, protocol)
     missing = [r.id for r in runs if test_key not in r.metrics]
     if missing:
@@ -116,11 +124,10 @@ def score_table(layout: ScoreLayout, sweep: SweepRuns, options: Options) -> Tabl
         row, column, shown = layout.place(run, metric, varying, options)
         setting = ", ".join(label for k in varying if k not in shown and (label := setting_label(run, k)))
         groups.setdefault((row, column, setting), []).append(run)
-    higher = higher_is_better(runs)
     cells = select_on_validation(groups, higher, val_key) if options.select else settings_per_cell(groups)
     percent = metric == "accuracy"
     table = Table(columns=[], title=sweep.name, number=NumberFormat(100.0, 1) if percent else NumberFormat(),
-                  corner_latex="", fields={"metric": metric, "protocol": protocol}, higher_is_better=higher,
+                  corner_latex="", fields=fields, higher_is_better=higher,
                   json_document=True, csv_columns=CSV_COLUMNS)
     first: dict[str, FinishedRun] = {}
     seconds = []
@@ -137,6 +144,9 @@ def score_table(layout: ScoreLayout, sweep: SweepRuns, options: Options) -> Tabl
     else:
         trained = (sum(len(s) for s in seconds), sum(sum(s) for s in seconds))
     _add_notes(table, " (%)" if percent else "", trained, options.spread)
+    if stopped_early:
+        table.notes.append(Note([f"{stopped_early} of {len(runs)} runs stopped before spending the budget; each counts with its "
+                                 "best-validation epoch overall"]))
     add_reference_rows(table, layout, sweep, options, metric, varying)
     return table
 
@@ -151,6 +161,8 @@ def _cell(group: Group, test_key: str, seconds: list[float], spread: str = "seed
         run = group.runs[batch_stds.index(None)]
         raise FixptError(f"--spread test-batches: run {run.id} recorded no spread of {test_key} over test batches (its task "
                          "records none, or an older fixpt trained it); use --spread seeds or rerun the sweep")
+    if all("budget_epoch" in r.metrics for r in group.runs):
+        fields["budget_epochs"] = [r.metrics["budget_epoch"] for r in group.runs]
     if group.chosen is not None:
         fields.update(setting=group.setting, val_mean=group.chosen[0], settings_compared=group.chosen[1])
     elif group.setting:
@@ -206,6 +218,8 @@ def _add_notes(table: Table, unit: str, trained: tuple[int, float], spread: str 
     """The caption (in the corner; in LaTeX a comment), each cell's setting, and the training time: ``trained`` is
     (runs, seconds)."""
     metric, when = table.fields["metric"], PROTOCOL_TEXT[table.fields["protocol"]]
+    if "budget" in table.fields:
+        when = f"{when} within {table.fields['budget']}"
     ns = sorted({cell.n for row in table.rows for cell in row.cells.values()})
     count = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
     seeds = f"{count} seed{'' if ns == [1] else 's'}"
