@@ -187,9 +187,10 @@ def _override(grids: list[dict], base: dict, top_model, overrides: dict[str, Any
             for g in grids:
                 g.pop("model", None)
         elif any(key in g for g in grids):  # replace the axis where the preset has it (a union of grids
-            for g in grids:                  # may give a key to one model only)
-                if key in g:
+            for g in grids:                  # may give a key to one model only), and the base's value that
+                if key in g or key in base:  # the other grids take
                     g[key] = value
+            base.pop(key, None)
         elif isinstance(value, list):
             for g in grids:
                 g[key] = value
@@ -201,7 +202,7 @@ def _override(grids: list[dict], base: dict, top_model, overrides: dict[str, Any
 
 def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[str, Any] | None = None) -> Sweep:
     """Expand a preset into runs. ``overrides`` (from ``--set``) replace a grid axis where the preset has
-    one (in every grid that has it), else a base key; a list value for a new key becomes a grid axis. ``path``
+    one (in every grid that has it, and in the others too where the base gives the key), else a base key; a list value for a new key becomes a grid axis. ``path``
     is a YAML file or the name of a built-in preset (:func:`fixpt.presets.find_preset`)."""
     path = find_preset(path)
     doc = _read_yaml(path)

@@ -70,6 +70,23 @@ grid:
     assert sorted((r.model, r.params.get("max_iter"), r.params["epochs"]) for r in sweep.runs) == [("gnn", None, 5), ("pign", 3, 5)]
 
 
+def test_set_replaces_a_base_value_that_other_grids_take(tmp_path):
+    """A key in the base and an axis of one grid: --set gives every run the value (the grids' runs then
+    coincide and count once), so `--set iterate_on=pixels` on table2-plateau-cpu runs the pixel form only."""
+    text = """
+model: vit
+base: {iterate_on: tokens, epochs: 1}
+grid:
+  - {n_iter: [1, 2]}
+  - {n_iter: [1, 2], iterate_on: [pixels]}
+"""
+    assert len(load_preset(write(tmp_path, text)).runs) == 4
+    sweep = load_preset(write(tmp_path, text), overrides=parse_set(["iterate_on=pixels"]))
+    assert sorted((r.params["n_iter"], r.params["iterate_on"]) for r in sweep.runs) == [(1, "pixels"), (2, "pixels")]
+    sweep = load_preset(write(tmp_path, text), overrides=parse_set(["iterate_on=[tokens,pixels]"]))
+    assert len(sweep.runs) == 4
+
+
 def test_run_ids_name_what_the_preset_says(tmp_path):
     a = load_preset(write(tmp_path, "model: pign\nbase: {noise: 0, dataset: csbm}", "a.yaml"))
     b = load_preset(write(tmp_path, "model: pign\nbase: {noise: 0.0, dataset: csbm}", "b.yaml"))
