@@ -31,8 +31,8 @@ from typing import Any, NamedTuple
 
 from ..errors import FixptError
 from ..plots import plot_residuals, plot_score_vs_iterations
-from .curves import curves_figure
 from .budget import within_budget
+from .curves import curves_figure
 from .layout import Layout, Options
 from .references import add_reference_rows
 from .runs import FinishedRun, SweepRuns, higher_is_better, setting_label
