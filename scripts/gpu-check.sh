@@ -10,6 +10,10 @@
 #   FIXPT_DATA        the folder holding planetoid/ (seed-batch and table5 need it; skipped without)
 #   FIXPT_TABLE5_SEEDS, _WORKERS, _LIMIT   seeds (100), worker processes (4), seconds allowed (300)
 #   FIXPT_BENCH_COMPILE=1                  adds torch.compile to the DDPM benchmark
+#   add "ns-presets" to size the Navier-Stokes plateau presets table4-initial and table2-initial (issue 16):
+#                     generates the small ns-initial set on the GPU, trains every configuration of each for
+#                     FIXPT_NS_TRIAL_EPOCHS (2) epochs (seed 0) and projects the full grid's device time
+#                     (scripts/preset_cost.py); FIXPT_NS_LIMIT (420) seconds in all
 #
 # On the lent machines diffusers and gemmi are not installed: carry .whl (see the device README) and
 # install them first, e.g. pip install --no-index --no-deps --target /tmp/site .whl/*.whl. The parts
@@ -63,6 +67,16 @@ if part table5 && [ -n "${FIXPT_DATA:-}" ]; then
       && cat "$OUT/table5-report-$protocol.md" || status=1
   done
   tar czf "$OUT/table5-sweep.tgz" -C "$sweep" --exclude ckpt.pt .
+fi
+if part ns-presets; then
+  start=$(date +%s) limit="${FIXPT_NS_LIMIT:-420}" trial_epochs="${FIXPT_NS_TRIAL_EPOCHS:-2}"
+  for preset in table4-initial table2-initial; do
+    left=$(( limit - ($(date +%s) - start) ))
+    [ "$left" -gt 30 ] || break
+    timeout -k 10 "$left" python3 -m fixpt sweep "$preset" --seeds 1 --set epochs="$trial_epochs" --set patience="$trial_epochs" \
+      --device cuda --no-ckpt --out "/tmp/fixpt-trial-$preset" > "$OUT/ns-trial-$preset.log" 2>&1 || status=1
+    python3 scripts/preset_cost.py "/tmp/fixpt-trial-$preset" --epochs 2000 --seeds 3 2>&1 | tee "$OUT/ns-cost-$preset.txt"
+  done
 fi
 if part seed-batch && [ -n "${FIXPT_DATA:-}" ]; then
   timeout -k 10 "${FIXPT_SEED_BATCH_LIMIT:-900}" python3 benchmarks/seed_batch.py --device cuda \

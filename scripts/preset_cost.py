@@ -1,0 +1,48 @@
+"""What a preset's full grid would cost, from a short trial sweep of it: seconds per epoch of each finished run
+(``metrics.json``: ``seconds / epochs_run``, training and per-epoch evaluation), and the grid's time if every run
+went to ``--epochs`` (the preset's cap; patience usually stops runs earlier, so this is an upper bound) over
+``--seeds`` seeds.
+
+    fixpt sweep table4-initial --seeds 1 --set epochs=3 --set patience=3 --no-ckpt --out /tmp/t4-trial
+    python scripts/preset_cost.py /tmp/t4-trial --epochs 2000 --seeds 3
+
+scripts/gpu-check.sh runs this for the Navier-Stokes plateau presets (part ``ns-presets``), to size them for a
+device session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def run_costs(sweep_dir: Path) -> list[tuple[str, float]]:
+    """(run id with the parameters the runs differ in, seconds per epoch) of every finished run, in id order."""
+    runs = []
+    for metrics_path in sorted(sweep_dir.glob("runs/*/metrics.json")):
+        m = json.loads(metrics_path.read_text())
+        params = json.loads((metrics_path.parent / "config.json").read_text()).get("params", {})
+        runs.append((metrics_path.parent.name, params, float(m["seconds"]) / max(int(m["epochs_run"]), 1)))
+    keys = sorted({k for _, p, _ in runs for k in p})
+    varying = [k for k in keys if k != "seed" and len({json.dumps(p.get(k)) for _, p, _ in runs}) > 1]
+    return [(f"{rid} {' '.join(f'{k}={p[k]}' for k in varying if k in p)}", cost) for rid, p, cost in runs]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sweep_dir", type=Path, help="the trial sweep's folder")
+    ap.add_argument("--epochs", type=int, default=2000, help="the preset's epoch cap")
+    ap.add_argument("--seeds", type=int, default=3, help="the preset's seeds")
+    args = ap.parse_args()
+    costs = run_costs(args.sweep_dir)
+    if not costs:
+        raise SystemExit(f"{args.sweep_dir} has no finished runs")
+    for label, per_epoch in costs:
+        print(f"{per_epoch:8.2f} s/epoch  {label}")
+    total = sum(c for _, c in costs) * args.epochs * args.seeds
+    print(f"grid at {args.epochs} epochs x {args.seeds} seeds: at most {total / 3600:.1f} h of one device")
+
+
+if __name__ == "__main__":
+    main()
