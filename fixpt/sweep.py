@@ -202,8 +202,9 @@ def _override(grids: list[dict], base: dict, top_model, overrides: dict[str, Any
 
 def load_preset(path: str | Path, *, seeds: int | None = None, overrides: dict[str, Any] | None = None) -> Sweep:
     """Expand a preset into runs. ``overrides`` (from ``--set``) replace a grid axis where the preset has
-    one (in every grid that has it, and in the others too where the base gives the key), else a base key; a list value for a new key becomes a grid axis. ``path``
-    is a YAML file or the name of a built-in preset (:func:`fixpt.presets.find_preset`)."""
+    one (in every grid that has it, and in the others too where the base gives the key), else a base key; a
+    list value for a new key becomes a grid axis. ``path`` is a YAML file or the name of a built-in preset
+    (:func:`fixpt.presets.find_preset`)."""
     path = find_preset(path)
     doc = _read_yaml(path)
     unknown = [k for k in doc if k not in PRESET_KEYS]
