@@ -13,20 +13,20 @@ device session.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from fixpt.errors import FixptError
+from fixpt.report import load_runs
+from fixpt.report.runs import setting_label
 
 
 def run_costs(sweep_dir: Path) -> list[tuple[str, float]]:
-    """(run id with the parameters the runs differ in, seconds per epoch) of every finished run, in id order."""
-    runs = []
-    for metrics_path in sorted(sweep_dir.glob("runs/*/metrics.json")):
-        m = json.loads(metrics_path.read_text())
-        params = json.loads((metrics_path.parent / "config.json").read_text()).get("params", {})
-        runs.append((metrics_path.parent.name, params, float(m["seconds"]) / max(int(m["epochs_run"]), 1)))
-    keys = sorted({k for _, p, _ in runs for k in p})
-    varying = [k for k in keys if k != "seed" and len({json.dumps(p.get(k)) for _, p, _ in runs}) > 1]
-    return [(f"{rid} {' '.join(f'{k}={p[k]}' for k in varying if k in p)}", cost) for rid, p, cost in runs]
+    """(run id with the settings the runs differ in, seconds per epoch) of every finished run of the sweep, as
+    ``fixpt report`` reads them (:func:`fixpt.report.load_runs`)."""
+    sweep = load_runs(sweep_dir)
+    keys = [k for k in sweep.varying if k != "seed"]
+    return [(" ".join([run.id] + [label for k in keys if (label := setting_label(run, k))]),
+             float(run.metrics["seconds"]) / max(int(run.metrics["epochs_run"]), 1)) for run in sweep.runs]
 
 
 def main() -> None:
@@ -35,9 +35,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2000, help="the preset's epoch cap")
     ap.add_argument("--seeds", type=int, default=3, help="the preset's seeds")
     args = ap.parse_args()
-    costs = run_costs(args.sweep_dir)
-    if not costs:
-        raise SystemExit(f"{args.sweep_dir} has no finished runs")
+    try:
+        costs = run_costs(args.sweep_dir)
+    except FixptError as e:  # not a sweep folder, or no finished run yet
+        raise SystemExit(str(e)) from None
     for label, per_epoch in costs:
         print(f"{per_epoch:8.2f} s/epoch  {label}")
     total = sum(c for _, c in costs) * args.epochs * args.seeds
