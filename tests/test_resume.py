@@ -183,9 +183,11 @@ def test_history_keeps_its_rows_through_a_cut_last_line(tmp_path):
 
 def test_a_run_with_the_jacobian_penalty_and_warm_starts_resumes_exactly(tmp_path):
     """The power vector, the penalty's generator and the warm starts travel in train_state.pt: without them the
-    resumed run would draw a new power vector and start its solves from f, and its history would differ."""
+    resumed run would draw a new power vector and start its solves from f, and its history would differ. The
+    operator's own learning rate (two Adam groups) is rebuilt before Adam's state is loaded into it."""
     model = {**PIGN, "contractive": True, "tol": 1e-4, "max_iter": 40}
-    cfgs = (model, CSBM, {"epochs": 8, "ckpt_every": 1, "jac_penalty": 1.0, "jac_norm": "spectral", "warm_start": True})
+    cfgs = (model, CSBM, {"epochs": 8, "ckpt_every": 1, "jac_penalty": 1.0, "jac_norm": "spectral", "warm_start": True,
+                          "operator_lr_scale": 0.3})
     train("pign", *cfgs, out=tmp_path / "full", device="cpu")
     with pytest.raises(Killed):
         train("pign", *cfgs, out=tmp_path / "killed", device="cpu", on_epoch=kill_at(4))

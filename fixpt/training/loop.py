@@ -22,6 +22,7 @@ from ..tracking import RunLog, flatten
 from .build import build_model
 from .flops import train_step_cost
 from .parts import BestEpoch, autocast, count_parameters, seed_everything
+from .optimizer import make_optimizer
 from .penalty import JacobianPenalty
 from .resume import EPOCH_FORMAT, read_state, restore_epoch_state, resumed_configs, save_epoch_state
 from .rundir import CKPT, RunDir
@@ -116,12 +117,12 @@ def fit_epochs(spec, task, request) -> dict:
     log = RunLog.open(folder, request.tracker, spec.name)  # a missing tracker library fails here, before any work
     seed_everything(tcfg.seed)
     model, data, mcfg, dcfg = build_model(spec, task, request.model_config, request.data, dev, tcfg.param_budget)
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    penalty = _solver_extras(model, spec.name, tcfg)
     metric = task.metric_for(dcfg)
     if tcfg.batch_size and not task.minibatches:
         raise FixptError(f"batch_size applies to tasks with independent samples; {task.name} trains on one whole graph (use 0)")
     index = data.train_mask.nonzero().flatten() if tcfg.batch_size else None
+    opt = make_optimizer(model, tcfg, lambda: data if index is None else data.subset(index[:tcfg.batch_size]), spec.name)
+    penalty = _solver_extras(model, spec.name, tcfg)
     evaluated, splits = held_out(data, index)
     cast = autocast(dev, tcfg.use_amp)
     tracker = BestEpoch(metric.name, metric.higher_is_better, tcfg.patience)
