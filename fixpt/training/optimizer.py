@@ -16,7 +16,7 @@ spectral norms 0.6-0.8). Adam moves every coordinate by about ``lr`` a step, wha
 a step of 0.01 with a coherent sign pattern on a 64 x 64 matrix can change its spectral norm by up to
 0.01 * 64 = 0.64, more than the slack :math:`1 - k` the penalty defends. On Cora (default SAGE PIGN, degree
 norm, target 0.9, 5 seeds) a scale of 0.1 lifts the penalised model from 68.1 % to 75.9 % test accuracy
-(docs/results.md); on csbm it changes nothing measurable.
+(unpenalised: 78.1 %), on csbm from 44.2 % to 52.5 % (unpenalised: 77.2 %); see docs/results.md.
 """
 
 from __future__ import annotations
