@@ -56,6 +56,12 @@ def test_the_operator_of_a_vit_is_the_iterated_encoder_in_token_mode_and_everyth
     assert names(model, operator_parameters(model, data.subset(torch.arange(2)))) == {n for n, _ in model.named_parameters()}
 
 
+def test_the_operator_of_anie_is_its_integral_operator(ns_file):
+    model, data = build("anie", {"n_iter": 2}, {"data_file": ns_file, "in_frames": 2, "out_frames": 2})
+    found = names(model, operator_parameters(model, data.subset(torch.arange(2))))
+    assert found == {n for n, _ in model.named_parameters() if n.startswith("integral.")} and found
+
+
 def first_adam_step(scale: float) -> tuple[float, float]:
     """The largest move of an operator parameter and of any other parameter in one Adam step at lr 0.01.
     Adam's first step moves every coordinate by lr * m / sqrt(v) = lr * sign(g) (where the gradient is far above
