@@ -93,9 +93,11 @@ def test_scale_one_keeps_one_group_and_draws_nothing():
 
 
 def test_a_trained_run_records_the_scale_and_its_operator_weights_move_less(tmp_path):
-    runs = {s: train("pign", {"backbone": "sage", "hidden": 8}, GRAPH, {"epochs": 1, "seed": 0, "operator_lr_scale": s},
-                     out=tmp_path / str(s), device="cpu") for s in (1.0, 0.01)}
-    assert all(m["test_accuracy"] >= 0 for m in runs.values())
+    """One full-batch epoch is one Adam step: the block's weights move by lr * scale, from the seed's initial weights."""
+    runs = (1.0, 0.01)
+    for s in runs:
+        train("pign", {"backbone": "sage", "hidden": 8}, GRAPH, {"epochs": 1, "seed": 0, "operator_lr_scale": s},
+              out=tmp_path / str(s), device="cpu")
     ckpts = {s: torch.load(tmp_path / str(s) / "ckpt.pt", weights_only=False) for s in runs}
     assert {s: c["train"]["operator_lr_scale"] for s, c in ckpts.items()} == {1.0: 1.0, 0.01: 0.01}
     weights = {s: c["state_dict"] for s, c in ckpts.items()}
