@@ -65,8 +65,8 @@ def unbatchable_reason(name: str, model_cfg: dict, train_cfg: dict, task: str | 
         return "minibatches (batch_size > 0)"
     if train_cfg.get("jac_penalty", 0) or train_cfg.get("warm_start", False):
         return "a Jacobian penalty or warm starts (per-run solver state)"
-    if train_cfg.get("operator_lr_scale", 1.0) != 1.0:
-        return "a separate learning rate for the operator's weights (--operator-lr-scale)"
+    if train_cfg.get("op_lr_scale", 1.0) != 1.0:
+        return "a separate learning rate for the operator's weights (--op-lr-scale)"
     if model_cfg.get("contractive"):
         return "spectrally normalised (--contractive) weights"
     if str(model_cfg.get("backbone", "")).startswith("pyg:"):

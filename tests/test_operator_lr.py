@@ -1,4 +1,4 @@
-"""--operator-lr-scale: which parameters are the operator's, the step they take, and what it refuses."""
+"""--op-lr-scale: which parameters are the operator's, the step they take, and what it refuses."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def first_adam_step(scale: float) -> tuple[float, float]:
     eps), so the moves are the two learning rates themselves."""
     torch.manual_seed(0)
     model, data = build("pign", {"backbone": "sage", "hidden": 8})
-    tcfg = TrainConfig(lr=0.01, weight_decay=0.0, operator_lr_scale=scale)
+    tcfg = TrainConfig(lr=0.01, weight_decay=0.0, op_lr_scale=scale)
     opt = make_optimizer(model, tcfg, lambda: data, "pign")
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     F.cross_entropy(model(data)[data.train_mask], data.y[data.train_mask]).backward()
@@ -96,10 +96,10 @@ def test_a_trained_run_records_the_scale_and_its_operator_weights_move_less(tmp_
     """One full-batch epoch is one Adam step: the block's weights move by lr * scale, from the seed's initial weights."""
     runs = (1.0, 0.01)
     for s in runs:
-        train("pign", {"backbone": "sage", "hidden": 8}, GRAPH, {"epochs": 1, "seed": 0, "operator_lr_scale": s},
+        train("pign", {"backbone": "sage", "hidden": 8}, GRAPH, {"epochs": 1, "seed": 0, "op_lr_scale": s},
               out=tmp_path / str(s), device="cpu")
     ckpts = {s: torch.load(tmp_path / str(s) / "ckpt.pt", weights_only=False) for s in runs}
-    assert {s: c["train"]["operator_lr_scale"] for s, c in ckpts.items()} == {1.0: 1.0, 0.01: 0.01}
+    assert {s: c["train"]["op_lr_scale"] for s, c in ckpts.items()} == {1.0: 1.0, 0.01: 0.01}
     weights = {s: c["state_dict"] for s, c in ckpts.items()}
     torch.manual_seed(0)
     init, _ = build("pign", {"backbone": "sage", "hidden": 8})
@@ -108,13 +108,13 @@ def test_a_trained_run_records_the_scale_and_its_operator_weights_move_less(tmp_
 
 
 def test_models_without_an_operator_refuse_the_scale(tmp_path):
-    with pytest.raises(FixptError, match="--operator-lr-scale needs a model solved by fixpt.solve"):
-        train("gnn", {"hidden": 8}, GRAPH, {"epochs": 1, "operator_lr_scale": 0.1}, out=tmp_path / "gnn", device="cpu")
-    res = cli("train", "gnn", "--dataset", "csbm", "--csbm-nodes", "120", "--epochs", "1", "--operator-lr-scale", "0.1",
+    with pytest.raises(FixptError, match="--op-lr-scale needs a model solved by fixpt.solve"):
+        train("gnn", {"hidden": 8}, GRAPH, {"epochs": 1, "op_lr_scale": 0.1}, out=tmp_path / "gnn", device="cpu")
+    res = cli("train", "gnn", "--dataset", "csbm", "--csbm-nodes", "120", "--epochs", "1", "--op-lr-scale", "0.1",
               "--out", tmp_path / "cli")
-    one_line_error(res, "--operator-lr-scale", "leave it at 1")
+    one_line_error(res, "--op-lr-scale", "leave it at 1")
 
 
 def test_seed_batches_train_a_scaled_run_one_seed_at_a_time():
-    assert "operator-lr-scale" in unbatchable_reason("pign", {"backbone": "sage"}, {"operator_lr_scale": 0.1})
-    assert unbatchable_reason("pign", {"backbone": "sage"}, {"operator_lr_scale": 1.0}) is None
+    assert "op-lr-scale" in unbatchable_reason("pign", {"backbone": "sage"}, {"op_lr_scale": 0.1})
+    assert unbatchable_reason("pign", {"backbone": "sage"}, {"op_lr_scale": 1.0}) is None

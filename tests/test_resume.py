@@ -187,7 +187,7 @@ def test_a_run_with_the_jacobian_penalty_and_warm_starts_resumes_exactly(tmp_pat
     operator's own learning rate (two Adam groups) is rebuilt before Adam's state is loaded into it."""
     model = {**PIGN, "contractive": True, "tol": 1e-4, "max_iter": 40}
     cfgs = (model, CSBM, {"epochs": 8, "ckpt_every": 1, "jac_penalty": 1.0, "jac_norm": "spectral", "warm_start": True,
-                          "operator_lr_scale": 0.3})
+                          "op_lr_scale": 0.3})
     train("pign", *cfgs, out=tmp_path / "full", device="cpu")
     with pytest.raises(Killed):
         train("pign", *cfgs, out=tmp_path / "killed", device="cpu", on_epoch=kill_at(4))

@@ -22,7 +22,7 @@ class TrainConfig:
     jac_steps: int = field(default=1, metadata={"min": 1, "max": 100, "help": "power steps (spectral) or probes (frobenius) per training step; the power vector is warm-started"})
     jac_at: str = field(default="train", metadata={"choices": ("train", "eval"), "help": "where --jac-penalty takes J: train (the training pass's solution) or eval (the evaluation-mode solve of the batch, which check-contraction examines; one more solve per step)"})
     state_norm: str = field(default="l2", metadata={"choices": ("l2", "degree"), "help": "norm of the state in which --jac-penalty measures ||J||: l2, or degree (||D^1/2 z||_2 over nodes, under which mean aggregation on an undirected graph has norm 1; graph models)"})
-    operator_lr_scale: float = field(default=1.0, metadata={"above": 0, "help": "multiply --lr by this for the weights of the iterated operator (those --jac-penalty acts on; models solved by fixpt.solve); 0.1 keeps a penalised SAGE PIGN's block at contraction scale (docs/results.md)"})
+    op_lr_scale: float = field(default=1.0, metadata={"above": 0, "help": "multiply --lr by this for the weights of the iterated operator (those --jac-penalty acts on; models solved by fixpt.solve); 0.1 keeps a penalised SAGE PIGN's block at contraction scale (docs/results.md)"})
     warm_start: bool = field(default=False, metadata={"help": "start each solve from the previous epoch's solution of the same data (models with a tolerance stop)"})
 
     @property

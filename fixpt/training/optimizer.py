@@ -1,4 +1,4 @@
-r"""The training run's Adam, with ``--operator-lr-scale``: the iterated operator's parameters at their own step.
+r"""The training run's Adam, with ``--op-lr-scale``: the iterated operator's parameters at their own step.
 
 The parameters of the operator :math:`P(z) = T(z) [+ f]` (the iterated block: PIGN's GNN block, the ViT's
 transformer in token mode, ANIE's integral operator) are found by differentiating one application of
@@ -8,7 +8,7 @@ transformer in token mode, ANIE's integral operator) are found by differentiatin
     \Theta_P = \{\theta : \partial P(f)/\partial\theta \text{ is in the autograd graph}\}
 
 (in pixel mode the ViT's step re-encodes the image, so every weight is an operator weight). Those
-parameters step at ``lr * operator_lr_scale``, all others at ``lr``.
+parameters step at ``lr * op_lr_scale``, all others at ``lr``.
 
 Why a separate step: the Jacobian penalty (``--jac-penalty``) holds :math:`\|J_P\| \le k` with
 :math:`k < 1`, so the operator's weights live at contraction scale (a 64-wide SAGE block's two weights at
@@ -47,19 +47,19 @@ def operator_parameters(model: nn.Module, batch) -> list[nn.Parameter]:
 
 
 def make_optimizer(model: nn.Module, tcfg, first_batch: Callable[[], object], model_name: str) -> torch.optim.Adam:
-    """Adam over the model's parameters; with ``operator_lr_scale != 1`` two groups, the operator's at
-    ``lr * operator_lr_scale`` first, the rest at ``lr`` (one group otherwise, as a resumed older run expects).
+    """Adam over the model's parameters; with ``op_lr_scale != 1`` two groups, the operator's at
+    ``lr * op_lr_scale`` first, the rest at ``lr`` (one group otherwise, as a resumed older run expects).
     ``first_batch`` gives a training batch to find the operator's parameters on; it is called only then, so a
     run at scale 1 draws no random number here."""
-    scale = tcfg.operator_lr_scale
+    scale = tcfg.op_lr_scale
     if scale == 1:
         return torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     if not solved_by_fixpt(model):
-        raise FixptError(f"--operator-lr-scale needs a model solved by fixpt.solve (pign, vit, anie); {model_name} has no "
+        raise FixptError(f"--op-lr-scale needs a model solved by fixpt.solve (pign, vit, anie); {model_name} has no "
                          "operator to single out; leave it at 1")
     operator = operator_parameters(model, first_batch())
     if not operator:
-        raise FixptError(f"--operator-lr-scale: {model_name}'s operator reads no trainable parameter; leave it at 1")
+        raise FixptError(f"--op-lr-scale: {model_name}'s operator reads no trainable parameter; leave it at 1")
     chosen = {id(p) for p in operator}
     rest = [p for p in model.parameters() if id(p) not in chosen]
     groups = [{"params": operator, "lr": tcfg.lr * scale}] + ([{"params": rest}] if rest else [])
