@@ -31,16 +31,18 @@ from ..models.base import solved_by_fixpt
 
 
 def operator_parameters(model: nn.Module, batch) -> list[nn.Parameter]:
-    """The trainable parameters that one application of the model's operator :math:`P` to its free term reads
-    (the free term detached, the model in evaluation mode: no dropout decides what is read)."""
+    """The trainable parameters that one application of the model's operator :math:`P` (its
+    :meth:`~fixpt.models.base.IterativeModel.operator`, as the penalty and ``check-contraction`` take it) to
+    its free term reads: the free term is computed without a graph, so the encoder's weights are not reached;
+    the model is in evaluation mode, so no dropout decides what is read."""
     params = [p for p in model.parameters() if p.requires_grad]
     was_training = model.training
     model.eval()
     try:
+        with torch.no_grad():
+            f, P = model.operator(batch)
         with torch.enable_grad():
-            f = model.encode(batch).detach()
-            out = model.step(f, f, batch)
-            grads = torch.autograd.grad(out.float().sum(), params, allow_unused=True)
+            grads = torch.autograd.grad(P(f).float().sum(), params, allow_unused=True)
     finally:
         model.train(was_training)
     return [p for p, g in zip(params, grads) if g is not None]
