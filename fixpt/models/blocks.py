@@ -190,6 +190,38 @@ def make_block(backbone: str, dim: int, *, heads: int = 8, contractive: bool = F
     return conv
 
 
+BLOCK_INITS = ("default", "identity")
+
+
+def identity_init(block: nn.Module, gain: float) -> None:
+    r"""Start ``block`` as the graph's propagation scaled by ``gain``: :math:`T(z) = \mathrm{ReLU}(\gamma\, M z)`,
+    the self weight and the biases zero (``--block-init identity``).
+
+    * SAGE: :math:`W_l = \gamma I`, :math:`W_r = 0`, so :math:`T(z) = \mathrm{ReLU}(\gamma M z)`;
+    * GCN: :math:`W = \gamma I`, so :math:`T(z) = \mathrm{ReLU}(\gamma \hat A z)`;
+    * GAT: every head's :math:`W` is :math:`\gamma I` on its slice (concatenated heads) or on all channels (averaged
+      heads), so :math:`T` averages the neighbours with the attention weights; the attention vectors keep their
+      glorot draw.
+
+    The propagations have norm 1 in their state norm (SAGE mean: the degree norm; GCN: the Euclidean one) and
+    ReLU is 1-Lipschitz, so the block starts with :math:`\mathrm{Lip}(T) \le \gamma` there, and the
+    fixed point of :math:`z = T(z) + f` with :math:`f \ge 0` is personalised PageRank's
+    :math:`(I - \gamma M)^{-1} f`: the block averages the neighbourhood from the first epoch."""
+    with torch.no_grad():
+        if isinstance(block, SAGEBlock):
+            weights = [block.lin_l.weight]
+            block.lin_r.weight.zero_()
+            block.lin_l.bias.zero_()
+        elif isinstance(block, (GCNBlock, GATBlock)):
+            weights = [block.lin.weight]
+            block.bias.zero_()
+        else:
+            raise FixptError(f"--block-init identity needs backbone gcn, gat or sage; {type(block).__name__} has no such start")
+        for w in weights:  # (out, in): out = in, or heads * in for GAT's averaged heads (one identity a head)
+            out_dim, in_dim = w.shape
+            w.copy_(gain * torch.eye(in_dim, dtype=w.dtype).repeat(out_dim // in_dim, 1))
+
+
 def spectral_norm(weight: Tensor) -> float:
     return float(torch.linalg.matrix_norm(weight.detach().double(), ord=2)) * ROUNDING
 

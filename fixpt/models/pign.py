@@ -28,6 +28,10 @@ input and the decoder input only (so :math:`P` is deterministic, apart from GAT'
 turns into a unique fixed point and a certificate from ``fixpt check-contraction``: in the Euclidean norm
 for GCN and for SAGE with its default there, symmetric aggregation; with ``aggregation="mean"`` SAGE keeps
 the mean aggregation and is certified in the degree norm :math:`\|D^{1/2} z\|_2` (undirected graphs).
+With ``block_init="identity"`` the block (gcn, gat, sage) instead *starts* as the graph's propagation
+:math:`T(z) = \mathrm{ReLU}(\gamma M z)` (:func:`~fixpt.models.blocks.identity_init`), a contraction of factor
+:math:`\gamma` that training is free to leave; with ``--jac-penalty`` it is the start that keeps the block
+propagating while the penalty holds it under its target (docs/results.md).
 
 ``backbone`` is one of fixpt's blocks (``gcn``, ``gat``, ``sage``: CSR kernels, the fast path) or
 ``pyg:NAME``, any ``torch_geometric.nn`` convolution by class name (e.g. ``pyg:GINConv``), built
@@ -52,7 +56,7 @@ from ..views import FIXED_POINT_VIEW
 from .backbone import BACKBONE_HELP, BLOCK_KWARGS_HELP, GraphBackbone
 from ..solve import GRAD_MODES, METHODS
 from .base import IterativeModel
-from .blocks import block_lipschitz_bound, is_pyg, make_block, node_degree
+from .blocks import BLOCK_INITS, block_lipschitz_bound, identity_init, is_pyg, make_block, node_degree
 from . import kernels
 from .dropout import Dropout, InputLinear
 
@@ -80,7 +84,8 @@ class PIGNConfig(GraphBackbone):
     attn_dropout: float = field(default=0.6, metadata={"min": 0, "below": 1, "help": "gat only: dropout on attention coefficients inside the block (training only)"})
     contractive: bool = field(default=False, metadata={"help": "spectral-normalise the block to Lip <= gamma"})
     aggregation: str | None = field(default=None, metadata={"choices": ("mean", "sym"), "help": "sage: neighbour aggregation, mean (D^-1 A) or sym (D^-1/2 A D^-1/2) (default: mean; sym with --contractive, certified in the l2 norm; --contractive with mean is certified in the degree norm, check-contraction --state-norm degree)"})
-    gamma: float = field(default=0.9, metadata={"above": 0, "below": 1, "help": "contraction factor with --contractive"})
+    gamma: float = field(default=0.9, metadata={"above": 0, "below": 1, "help": "contraction factor with --contractive; the propagation's factor with --block-init identity"})
+    block_init: str = field(default="default", metadata={"choices": BLOCK_INITS, "help": "the block's start: default (glorot / nn.Linear's draws) or identity (z -> ReLU(gamma M z): weights gamma I, self weight and biases 0; gcn, gat, sage)"})
     free_term: bool | None = field(default=None, metadata={"help": "add the encoded features f at every step (default: the form's, fixed-point yes, paper no)"})
     dropout_at: str | None = field(default=None, metadata={"help": "where dropout acts, comma-separated from input,encoded,loop,decoder (loop: a fresh mask each iteration) (default: the form's, fixed-point input,decoder, paper encoded,loop)"})
     gat_heads: str | None = field(default=None, metadata={"choices": ("concat", "mean"), "help": "gat: concat (heads of hidden/heads) or mean (full-width heads averaged) (default: the form's, fixed-point concat, paper mean)"})
@@ -111,6 +116,9 @@ class PIGNConfig(GraphBackbone):
         self.validate_backbone()
         if self.contractive and is_pyg(self.backbone):
             raise FixptError(f"--contractive needs backbone gcn or sage: fixpt cannot normalise {self.backbone} to a proven Lipschitz bound")
+        if self.block_init == "identity" and (self.contractive or is_pyg(self.backbone)):
+            raise FixptError("--block-init identity starts an unnormalised gcn, gat or sage block; drop --contractive (its spectral "
+                             "normalisation cannot divide the zero self weight by its norm) or use a gcn, gat or sage backbone")
         if self.contractive and not 0 < self.gamma < 1:
             raise FixptError(f"gamma={self.gamma} must lie in (0, 1) for a contraction")
         if self.random_step() and self.grad != "unroll":
@@ -142,6 +150,8 @@ class PIGN(IterativeModel):
         self.loop_drop = Dropout(p["loop"], backend)
         self.decoder = nn.Sequential(Dropout(p["decoder"], backend), nn.Linear(cfg.hidden, out_dim))
         self.graphs = kernels.GraphCache(self.block.graph_needs, backend)
+        if cfg.block_init == "identity":
+            identity_init(self.block, cfg.gamma)
         if cfg.piece("init") == "xavier":  # the authors' init of the two linear maps; the block keeps its glorot init
             for linear in (self.encoder[0], self.decoder[1]):
                 nn.init.xavier_normal_(linear.weight)
