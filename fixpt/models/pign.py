@@ -116,9 +116,12 @@ class PIGNConfig(GraphBackbone):
         self.validate_backbone()
         if self.contractive and is_pyg(self.backbone):
             raise FixptError(f"--contractive needs backbone gcn or sage: fixpt cannot normalise {self.backbone} to a proven Lipschitz bound")
-        if self.block_init == "identity" and (self.contractive or is_pyg(self.backbone)):
-            raise FixptError("--block-init identity starts an unnormalised gcn, gat or sage block; drop --contractive (its spectral "
-                             "normalisation cannot divide the zero self weight by its norm) or use a gcn, gat or sage backbone")
+        if self.block_init == "identity" and self.contractive:
+            raise FixptError("--block-init identity and --contractive exclude each other: spectral normalisation cannot divide "
+                             "the zero self weight by its norm; drop one of them")
+        if self.block_init == "identity" and is_pyg(self.backbone):
+            raise FixptError(f"--block-init identity needs backbone gcn, gat or sage; {self.backbone} has no identity start "
+                             "(drop --block-init)")
         if self.contractive and not 0 < self.gamma < 1:
             raise FixptError(f"gamma={self.gamma} must lie in (0, 1) for a contraction")
         if self.random_step() and self.grad != "unroll":
