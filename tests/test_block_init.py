@@ -66,7 +66,7 @@ def test_identity_started_sage_pign_is_a_contraction_of_the_predicted_factor():
 
     cfg = PIGNConfig(backbone="sage", hidden=16, max_iter=200, tol=1e-7, gamma=0.8, block_init="identity")
     task = TASKS.get("node-classification")
-    data = task.load(task.data_config(**{k: v for k, v in GRAPH.items()}))
+    data = task.load(task.data_config(**GRAPH))
     spec = task.input_spec(data)
     torch.manual_seed(0)
     model = PIGN(cfg, spec.in_dim, spec.out_dim)
@@ -83,6 +83,7 @@ def test_block_init_is_recorded_and_a_trained_model_reloads(tmp_path):
     trained = load_trained(out / "ckpt.pt", device="cpu")
     assert trained.checkpoint["config"]["block_init"] == "identity"
     stored = torch.load(out / "ckpt.pt", weights_only=False)["state_dict"]
+    assert not torch.equal(stored["block.lin_l.weight"], 0.8 * torch.eye(16))  # training moved the block off its start
     assert torch.equal(trained.model.block.lin_l.weight, stored["block.lin_l.weight"])  # weights, not the start
 
 

@@ -207,19 +207,17 @@ def identity_init(block: nn.Module, gain: float) -> None:
     ReLU is 1-Lipschitz, so the block starts with :math:`\mathrm{Lip}(T) \le \gamma` there, and the
     fixed point of :math:`z = T(z) + f` with :math:`f \ge 0` is personalised PageRank's
     :math:`(I - \gamma M)^{-1} f`: the block averages the neighbourhood from the first epoch."""
+    if isinstance(block, SAGEBlock):
+        weight, bias, zeroed = block.lin_l.weight, block.lin_l.bias, [block.lin_r.weight]
+    elif isinstance(block, (GCNBlock, GATBlock)):
+        weight, bias, zeroed = block.lin.weight, block.bias, []
+    else:
+        raise FixptError(f"--block-init identity needs backbone gcn, gat or sage; {type(block).__name__} has no such start")
+    out_dim, in_dim = weight.shape  # out = in, or heads * in for GAT's averaged heads (one identity a head)
     with torch.no_grad():
-        if isinstance(block, SAGEBlock):
-            weights = [block.lin_l.weight]
-            block.lin_r.weight.zero_()
-            block.lin_l.bias.zero_()
-        elif isinstance(block, (GCNBlock, GATBlock)):
-            weights = [block.lin.weight]
-            block.bias.zero_()
-        else:
-            raise FixptError(f"--block-init identity needs backbone gcn, gat or sage; {type(block).__name__} has no such start")
-        for w in weights:  # (out, in): out = in, or heads * in for GAT's averaged heads (one identity a head)
-            out_dim, in_dim = w.shape
-            w.copy_(gain * torch.eye(in_dim, dtype=w.dtype).repeat(out_dim // in_dim, 1))
+        weight.copy_(gain * torch.eye(in_dim, dtype=weight.dtype).repeat(out_dim // in_dim, 1))
+        for p in [bias, *zeroed]:
+            p.zero_()
 
 
 def spectral_norm(weight: Tensor) -> float:
